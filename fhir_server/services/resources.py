@@ -1,0 +1,263 @@
+"""Create, read, update, patch and delete, including the conditional forms, above the store.
+
+Every operation accepts an optional ``conn``: given one, it joins that transaction (a
+transaction Bundle); otherwise it opens and commits its own. Resources are checked with the
+fhir.resources models, get a server-assigned id (unless the client chose one with PUT),
+``meta.versionId`` and ``meta.lastUpdated``, and are indexed in the same transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from urllib.parse import parse_qsl
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import jsonpatch
+import orjson
+from sqlalchemy import Connection
+
+from fhir_server.errors import (
+    Gone,
+    InvalidRequest,
+    MultipleMatches,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+)
+from fhir_server.fhir.models import check_resource, is_valid_id
+from fhir_server.search.indexer import Indexer
+from fhir_server.storage.engine import Database
+from fhir_server.storage.store import ResourceStore, Stored
+
+# (connection, resource type, query string pairs) -> ids of the matching live resources
+Finder = Callable[[Connection, str, list[tuple[str, str]]], list[str]]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    resource: dict
+    created: bool  # True when a new resource was created (201), False on update or no-op
+    version: int
+
+
+def now_utc() -> datetime:
+    """The current instant in naive UTC, to the millisecond (as meta.lastUpdated shows it)."""
+    moment = datetime.now(timezone.utc).replace(tzinfo=None)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def instant(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class ResourceService:
+    def __init__(self, db: Database, store: ResourceStore, indexer: Indexer, finder: Finder):
+        self.db = db
+        self.store = store
+        self.indexer = indexer
+        self.finder = finder
+        # Hooks run inside the write transaction after each write: (conn, resource) -> None.
+        self.after_write: list[Callable[[Connection, dict], None]] = []
+
+    @contextlib.contextmanager
+    def _tx(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.db.write() as new:
+                yield new
+
+    @contextlib.contextmanager
+    def _read(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.db.read() as new:
+                yield new
+
+    # ---- reads ---------------------------------------------------------------------------
+    def read(self, res_type: str, res_id: str, conn: Connection | None = None) -> dict:
+        with self._read(conn) as c:
+            stored = self.store.current(c, res_type, res_id)
+        return self._live(stored, res_type, res_id).json()
+
+    def read_stored(self, res_type: str, res_id: str, conn: Connection | None = None) -> Stored:
+        with self._read(conn) as c:
+            return self._live(self.store.current(c, res_type, res_id), res_type, res_id)
+
+    def vread(self, res_type: str, res_id: str, version: str, conn: Connection | None = None) -> dict:
+        if not version.isdigit():
+            raise NotFound(f"{res_type}/{res_id} has no version {version!r}")
+        with self._read(conn) as c:
+            stored = self.store.version(c, res_type, res_id, int(version))
+        if stored is None:
+            raise NotFound(f"{res_type}/{res_id} has no version {version}")
+        if stored.deleted:
+            raise Gone(f"Version {version} of {res_type}/{res_id} is a deletion")
+        return stored.json()
+
+    @staticmethod
+    def _live(stored: Stored | None, res_type: str, res_id: str) -> Stored:
+        if stored is None:
+            raise NotFound(f"{res_type}/{res_id} is not known")
+        if stored.deleted:
+            error = Gone(f"{res_type}/{res_id} was deleted")
+            error.headers["ETag"] = f'W/"{stored.version}"'
+            raise error
+        return stored
+
+    # ---- create --------------------------------------------------------------------------
+    def create(
+        self, resource: dict, *, res_type: str | None = None, if_none_exist: str | None = None,
+        conn: Connection | None = None, res_id: str | None = None,
+    ) -> WriteResult:
+        check_resource(resource, res_type)
+        rtype = resource["resourceType"]
+        with self._tx(conn) as c:
+            if if_none_exist:
+                matches = self._match(c, rtype, if_none_exist, "If-None-Exist")
+                if matches:
+                    existing = self.store.current(c, rtype, matches[0])
+                    return WriteResult(existing.json(), False, existing.version)
+            return self._insert(c, resource, res_id or str(uuid.uuid4()))
+
+    def _insert(self, conn: Connection, resource: dict, res_id: str) -> WriteResult:
+        when = now_utc()
+        resource = _stamp(resource, res_id, 1, when)
+        pid = self.store.insert(conn, resource["resourceType"], res_id, orjson.dumps(resource), when)
+        self.store.write_index(conn, pid, resource["resourceType"], self.indexer.rows(resource), fresh=True)
+        self._after(conn, resource)
+        return WriteResult(resource, True, 1)
+
+    # ---- update --------------------------------------------------------------------------
+    def update(
+        self, res_type: str, res_id: str, resource: dict, *, if_match: str | None = None,
+        conn: Connection | None = None,
+    ) -> WriteResult:
+        check_resource(resource, res_type)
+        if resource.get("id") != res_id:
+            raise InvalidRequest(
+                f"The resource id {resource.get('id')!r} does not match the URL id {res_id!r}",
+                expression="id",
+            )
+        if not is_valid_id(res_id):
+            raise InvalidRequest(f"{res_id!r} is not a valid FHIR id")
+        with self._tx(conn) as c:
+            current = self.store.current(c, res_type, res_id)
+            _check_if_match(current, if_match)
+            if current is None:  # update as create, with the client's id
+                return self._insert(c, resource, res_id)
+            return self._replace(c, current, resource, "PUT")
+
+    def conditional_update(
+        self, res_type: str, query: str, resource: dict, conn: Connection | None = None,
+    ) -> WriteResult:
+        check_resource(resource, res_type)
+        with self._tx(conn) as c:
+            matches = self._match(c, res_type, query, "conditional update")
+            if not matches:
+                if resource.get("id"):
+                    return self.update(res_type, resource["id"], resource, conn=c)
+                return self._insert(c, resource, str(uuid.uuid4()))
+            if resource.get("id") and resource["id"] != matches[0]:
+                raise InvalidRequest(
+                    f"The resource id {resource['id']!r} does not match the resource found ({matches[0]})"
+                )
+            current = self.store.current(c, res_type, matches[0])
+            return self._replace(c, current, {**resource, "id": matches[0]}, "PUT")
+
+    def _replace(self, conn: Connection, current: Stored, resource: dict, method: str) -> WriteResult:
+        when = now_utc()
+        if not current.deleted and _same_content(current.json(), resource):
+            return WriteResult(current.json(), False, current.version)  # no-op: no new version
+        resource = _stamp(resource, current.res_id, current.version + 1, when)
+        version = self.store.replace(conn, current, orjson.dumps(resource), when, method)
+        self.store.write_index(conn, current.pid, current.res_type, self.indexer.rows(resource), fresh=False)
+        self._after(conn, resource)
+        return WriteResult(resource, current.deleted, version)
+
+    # ---- patch ---------------------------------------------------------------------------
+    def patch(
+        self, res_type: str, res_id: str, operations: object, *, if_match: str | None = None,
+        conn: Connection | None = None,
+    ) -> WriteResult:
+        if not isinstance(operations, list):
+            raise InvalidRequest("A JSON Patch body must be an array of operations")
+        with self._tx(conn) as c:
+            current = self._live(self.store.current(c, res_type, res_id), res_type, res_id)
+            _check_if_match(current, if_match)
+            try:
+                patched = jsonpatch.apply_patch(current.json(), operations)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
+                raise Unprocessable(f"The patch cannot be applied: {exc}") from None
+            if patched.get("resourceType") != res_type or patched.get("id") != res_id:
+                raise Unprocessable("A patch may not change resourceType or id")
+            check_resource(patched, res_type)
+            return self._replace(c, current, patched, "PATCH")
+
+    # ---- delete --------------------------------------------------------------------------
+    def delete(self, res_type: str, res_id: str, conn: Connection | None = None) -> int | None:
+        """Delete; returns the deletion's version, or None when there was nothing to delete."""
+        with self._tx(conn) as c:
+            current = self.store.current(c, res_type, res_id)
+            if current is None or current.deleted:
+                return None
+            version = self.store.replace(c, current, None, now_utc(), "DELETE")
+            self.store.clear_index(c, [current.pid])
+            return version
+
+    def conditional_delete(self, res_type: str, query: str, conn: Connection | None = None) -> int:
+        """Delete the one match of ``query`` (412 if several); returns how many were deleted."""
+        with self._tx(conn) as c:
+            matches = self._match(c, res_type, query, "conditional delete")
+            for res_id in matches:
+                self.delete(res_type, res_id, conn=c)
+            return len(matches)
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _match(self, conn: Connection, res_type: str, query: str, what: str) -> list[str]:
+        pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)
+        if not pairs:
+            raise InvalidRequest(f"The {what} criteria are empty")
+        matches = self.finder(conn, res_type, pairs)
+        if len(matches) > 1:
+            raise MultipleMatches(f"The {what} criteria {query!r} match {len(matches)} resources")
+        return matches
+
+    def _after(self, conn: Connection, resource: dict) -> None:
+        for hook in self.after_write:
+            hook(conn, resource)
+
+
+def _stamp(resource: dict, res_id: str, version: int, when: datetime) -> dict:
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = instant(when)
+    return {"resourceType": resource["resourceType"], "id": res_id, "meta": meta,
+            **{k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}}
+
+
+def _same_content(old: dict, new: dict) -> bool:
+    def strip(r: dict) -> dict:
+        meta = {k: v for k, v in (r.get("meta") or {}).items() if k not in ("versionId", "lastUpdated")}
+        return {**{k: v for k, v in r.items() if k != "meta"}, "meta": meta}
+
+    return strip(old) == strip(new)
+
+
+def _check_if_match(current: Stored | None, if_match: str | None) -> None:
+    if not if_match:
+        return
+    wanted = if_match.strip().removeprefix("W/").strip('"')
+    if current is None or current.deleted:
+        raise PreconditionFailed(f"If-Match {if_match} given, but the resource does not exist")
+    if wanted != str(current.version):
+        raise PreconditionFailed(
+            f"If-Match {if_match} does not match the current version {current.version}"
+        )
+
+
+__all__ = ["ResourceService", "WriteResult", "now_utc", "instant"]

@@ -1,0 +1,111 @@
+"""Date index: every date, dateTime, instant, Period and Timing as an inclusive UTC range.
+
+A value is indexed at its own precision: ``2024-03`` covers the whole of March 2024. A dateTime
+without a time zone is read as UTC (FHIR leaves it to the server), and so is a date.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import datetime, timedelta, timezone
+
+from fhir_server.errors import InvalidRequest
+from fhir_server.storage.index.ranges import compare
+
+KIND = "date"
+
+MIN = datetime(1, 1, 1)
+MAX = datetime(9999, 12, 31, 23, 59, 59, 999999)
+
+_DATE = re.compile(
+    r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2})(?::(?P<M>\d{2})(?::(?P<S>\d{2})(?:\.(?P<f>\d+))?)?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+
+
+def parse_range(text: str) -> tuple[datetime, datetime]:
+    """The inclusive naive-UTC range a FHIR date/dateTime/instant string stands for.
+
+    Raises ValueError for anything else.
+    """
+    match = _DATE.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a FHIR date or dateTime")
+    g = match.groupdict()
+    year = int(g["y"])
+    if g["m"] is None:
+        low, high = datetime(year, 1, 1), datetime(year, 12, 31, 23, 59, 59, 999999)
+    elif g["d"] is None:
+        month = int(g["m"])
+        last = calendar.monthrange(year, month)[1]
+        low, high = datetime(year, month, 1), datetime(year, month, last, 23, 59, 59, 999999)
+    elif g["H"] is None:
+        low = datetime(year, int(g["m"]), int(g["d"]))
+        high = low + timedelta(days=1) - timedelta(microseconds=1)
+    else:
+        minute = int(g["M"] or 0)
+        if g["S"] is None:
+            low = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), minute)
+            high = low + timedelta(minutes=1) - timedelta(microseconds=1)
+        elif g["f"] is None:
+            low = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), minute, int(g["S"]))
+            high = low + timedelta(seconds=1) - timedelta(microseconds=1)
+        else:
+            micro = int(g["f"][:6].ljust(6, "0"))
+            low = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), minute, int(g["S"]), micro)
+            high = low
+        if g["tz"] and g["tz"] != "Z":
+            sign = 1 if g["tz"][0] == "+" else -1
+            offset = timedelta(hours=int(g["tz"][1:3]), minutes=int(g["tz"][4:6])) * sign
+            low, high = low - offset, high - offset
+    return low, high
+
+
+def to_utc_naive(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def _range(text) -> tuple[datetime, datetime] | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return parse_range(text)
+    except ValueError:
+        return None
+
+
+def extract(node) -> list[dict]:
+    if isinstance(node, str):
+        rng = _range(node)
+        return [{"low": rng[0], "high": rng[1]}] if rng else []
+    if not isinstance(node, dict):
+        return []
+    if "start" in node or "end" in node:  # Period: an open end is unbounded
+        start, end = _range(node.get("start")), _range(node.get("end"))
+        if not (start or end):
+            return []
+        return [{"low": start[0] if start else MIN, "high": end[1] if end else MAX}]
+    if "event" in node or "repeat" in node:  # Timing: each event, and the bounds
+        rows = [r for e in node.get("event", []) for r in extract(e)]
+        bounds = (node.get("repeat") or {}).get("boundsPeriod")
+        return rows + (extract(bounds) if bounds else [])
+    return []
+
+
+def condition(t, value, modifier):
+    return range_condition(t.c.low, t.c.high, value)
+
+
+def range_condition(low_col, high_col, value):
+    try:
+        low, high = parse_range(value.raw)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    # ap: within 10% of the distance between the value and now, at least a day
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    gap = max(abs(now - low) / 10, timedelta(days=1))
+    return compare(low_col, high_col, value.prefix, low, high, low - gap, high + gap)

@@ -1,0 +1,76 @@
+"""Quantity index: the value as sent, plus its canonical UCUM form for cross-unit search.
+
+The canonical form lets ``value-quantity=gt7|http://unitsofmeasure.org|mmol/L`` find a glucose
+sent as 140 mg/dL: a concentration of an analyte with a known molar mass is indexed both as
+mass and as substance concentration (see ``fhir_server.search.units``). ``analyte`` is the LOINC
+code of the observation the quantity belongs to, when there is one.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import and_, or_
+
+from fhir_server.errors import InvalidRequest
+from fhir_server.search.parse import split_escaped, unescape
+from fhir_server.search.units import canonical_forms, canonicalize, to_ucum
+from fhir_server.storage.index.number import number_condition, parse_number
+
+KIND = "quantity"
+UCUM = "http://unitsofmeasure.org"
+
+
+def ucum_code(quantity: dict) -> str | None:
+    """The UCUM code of a Quantity: its code when the system is UCUM, else its unit text if that is UCUM."""
+    if quantity.get("system") == UCUM and quantity.get("code"):
+        return quantity["code"]
+    if not quantity.get("system") and (quantity.get("code") or quantity.get("unit")):
+        return to_ucum(quantity.get("code") or quantity.get("unit"))
+    return None
+
+
+def extract(node, analyte: str | None = None) -> list[dict]:
+    """One row per canonical form: a concentration of an analyte with a known molar mass is
+    indexed both as mass and as substance concentration, so either unit finds it."""
+    if not isinstance(node, dict):
+        return []
+    value = node.get("value")
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        return []
+    value = float(value)
+    code = ucum_code(node)
+    forms = canonical_forms(value, code, analyte) if code else ()
+    return [{
+        "system": node.get("system"),
+        "code": node.get("code"),
+        "unit": (node.get("unit") or "")[:64] or None,
+        "value": value,
+        "canonical_code": canonical.code if canonical else None,
+        "canonical_value": canonical.value if canonical else None,
+    } for canonical in (forms or (None,))]
+
+
+def condition(t, value, modifier):
+    """``[prefix]number[|system|code]``; UCUM units are compared in canonical form."""
+    parts = [unescape(p) for p in split_escaped(value.raw, "|")]
+    if len(parts) not in (1, 3):
+        raise InvalidRequest(f"Quantity value {value.raw!r} must be number or number|system|code")
+    number = parse_number(parts[0], "quantity")
+    system, code = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
+    ucum = code and system in ("", UCUM)
+    canonical_unit = canonicalize(1.0, code) if ucum else None
+    if canonical_unit is not None:
+        def to_canonical(x: float) -> float:
+            return canonicalize(x, code).value
+
+        return and_(t.c.canonical_code == canonical_unit.code,
+                    number_condition(t.c.canonical_value, value, number, convert=to_canonical))
+    condition = number_condition(t.c.value, value, number)
+    if code:
+        unit_match = or_(t.c.code == code, and_(t.c.code.is_(None), t.c.unit == code))
+        condition = and_(condition, unit_match)
+    if system:
+        condition = and_(condition, t.c.system == system)
+    return condition
+

@@ -1,0 +1,72 @@
+"""Reference index: local references as (type, id); absolute and canonical ones as a URL.
+
+A reference is local when it is ``Type/id`` (optionally ``/_history/n``) or an absolute URL
+under this server's base; anything else is kept whole in ``url``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import and_, or_
+
+from fhir_server.search.parse import unescape
+
+KIND = "reference"
+
+_LOCAL = re.compile(r"^(?:(?P<base>.*)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+
+
+def parse_reference(reference: str) -> tuple[str | None, str | None, str | None]:
+    """(type, id, url) of a reference string; url is set when the reference is not relative."""
+    match = _LOCAL.match(reference)
+    if match and not reference.startswith(("urn:", "#")):
+        url = reference if match.group("base") else None
+        return match.group("type"), match.group("id"), url
+    return None, None, reference
+
+
+def _row(target_type=None, target_id=None, url=None, identifier=None) -> dict:
+    identifier = identifier if isinstance(identifier, dict) else {}
+    return {
+        "target_type": target_type,
+        "target_id": target_id,
+        "url": url[:512] if url else None,
+        "identifier_system": identifier.get("system"),
+        "identifier_value": identifier.get("value"),
+    }
+
+
+def extract(node) -> list[dict]:
+    if isinstance(node, str):  # canonical
+        return [_row(url=node)] if node else []
+    if not isinstance(node, dict):
+        return []
+    reference = node.get("reference")
+    if isinstance(reference, str) and reference and not reference.startswith("#"):
+        return [_row(*parse_reference(reference), identifier=node.get("identifier"))]
+    if isinstance(node.get("identifier"), dict):  # a logical reference, found with :identifier
+        return [_row(target_type=node.get("type"), identifier=node["identifier"])]
+    return []
+
+
+def condition(t, value, modifier, base_url: str = ""):
+    """``Type/id``, ``id``, an absolute URL, a canonical URL, or with :identifier ``system|value``."""
+    raw = unescape(value.raw)
+    if modifier == "identifier":
+        system, sep, ident = raw.rpartition("|")
+        if not sep:
+            return t.c.identifier_value == raw
+        return and_(t.c.identifier_value == ident, t.c.identifier_system == (system or None))
+    rtype, rid, url = parse_reference(raw)
+    if url and base_url and raw.startswith(base_url.rstrip("/") + "/"):
+        url = None  # a full URL on this server is a local reference
+    if rid is None and url is None:
+        rid = raw  # a bare id
+    if url is not None:
+        return or_(t.c.url == url, t.c.url.startswith(url + "|", autoescape=True))
+    condition = t.c.target_id == rid
+    wanted_type = rtype or (modifier if modifier and modifier[0].isupper() else None)
+    if wanted_type:
+        condition = and_(condition, t.c.target_type == wanted_type)
+    return condition

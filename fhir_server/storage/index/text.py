@@ -1,0 +1,21 @@
+"""Text normalisation shared by string and token indexes: case and accents folded, width folded.
+
+Full-width Latin letters and digits (common in Chinese input) fold to ASCII, so that
+``ＡＢＣ１２３`` finds ``abc123``. Chinese characters are kept as they are.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+MAX_LEN = 256
+
+
+def normalise(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text)
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    return folded.casefold().strip()[:MAX_LEN]
+
+
+def clip(text: str) -> str:
+    return text[:MAX_LEN]

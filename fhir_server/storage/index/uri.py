@@ -1,0 +1,24 @@
+"""URI index: canonical URLs, profiles, system URIs."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, literal
+
+from fhir_server.search.parse import unescape
+
+KIND = "uri"
+
+
+def extract(node) -> list[dict]:
+    if isinstance(node, str) and node:
+        return [{"uri": node[:512]}]
+    return []
+
+
+def condition(t, value, modifier):
+    text = unescape(value.raw)
+    if modifier == "below":
+        return and_(t.c.uri >= text, t.c.uri < text + "\U0010ffff")
+    if modifier == "above":  # the indexed URI is a prefix of the search value
+        return literal(text).like(t.c.uri + "%")
+    return t.c.uri == text

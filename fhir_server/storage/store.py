@@ -1,0 +1,202 @@
+"""The resource store: current versions, history and index rows, on one SQL connection.
+
+Every method takes the ``Connection`` of the caller's transaction, so that a service can put a
+resource, its history row, its index rows (and later its audit and provenance) in one commit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
+
+from fhir_server.search.indexer import IndexRow
+from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history, search_param
+
+
+@dataclass(frozen=True)
+class Stored:
+    """One stored version of a resource (current or historical)."""
+
+    pid: int
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: datetime
+    deleted: bool
+    content: str | None
+    method: str = ""
+
+    def json(self) -> dict:
+        return orjson.loads(self.content) if self.content else {}
+
+
+_CURRENT_COLS = (
+    resource.c.pid, resource.c.res_type, resource.c.res_id, resource.c.version,
+    resource.c.last_updated, resource.c.deleted, resource.c.content,
+)
+_HISTORY_COLS = (
+    resource_history.c.pid, resource_history.c.res_type, resource_history.c.res_id,
+    resource_history.c.version, resource_history.c.last_updated, resource_history.c.deleted,
+    resource_history.c.content, resource_history.c.method,
+)
+
+
+class SearchParamKeys:
+    """Small integer keys for (resource type, parameter code), cached after they are committed."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str], int] = {}
+
+    def sync(self, conn: Connection, wanted: Iterable[tuple[str, str]]) -> None:
+        """Create missing keys and load all keys into the cache (call in its own transaction)."""
+        existing = {(r.res_type, r.code): r.sp for r in conn.execute(select(search_param))}
+        missing = [{"res_type": t, "code": c} for t, c in set(wanted) - set(existing)]
+        if missing:
+            conn.execute(insert(search_param), missing)
+            existing = {(r.res_type, r.code): r.sp for r in conn.execute(select(search_param))}
+        self._cache = existing
+
+    def get(self, conn: Connection, res_type: str, code: str) -> int:
+        key = self._cache.get((res_type, code))
+        if key is not None:
+            return key
+        # A parameter registered since the last sync: found or created in this transaction,
+        # not cached until a later sync, so that a rollback cannot leave a stale key behind.
+        key = conn.execute(
+            select(search_param.c.sp).where(search_param.c.res_type == res_type, search_param.c.code == code)
+        ).scalar()
+        if key is None:
+            key = conn.execute(insert(search_param).values(res_type=res_type, code=code)).inserted_primary_key[0]
+        return key
+
+    def lookup(self, res_type: str, code: str) -> int | None:
+        """The key if it exists (for queries: a parameter never indexed matches nothing)."""
+        return self._cache.get((res_type, code))
+
+
+class ResourceStore:
+    def __init__(self, keys: SearchParamKeys):
+        self.keys = keys
+
+    # ---- reads ---------------------------------------------------------------------------
+    def current(self, conn: Connection, res_type: str, res_id: str) -> Stored | None:
+        row = conn.execute(
+            select(*_CURRENT_COLS).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+        ).first()
+        return Stored(*row) if row else None
+
+    def current_by_pids(self, conn: Connection, pids: Sequence[int]) -> dict[int, Stored]:
+        found: dict[int, Stored] = {}
+        for start in range(0, len(pids), 500):
+            chunk = pids[start:start + 500]
+            for row in conn.execute(select(*_CURRENT_COLS).where(resource.c.pid.in_(chunk))):
+                found[row.pid] = Stored(*row)
+        return found
+
+    def version(self, conn: Connection, res_type: str, res_id: str, version: int) -> Stored | None:
+        row = conn.execute(
+            select(*_HISTORY_COLS).where(
+                resource_history.c.res_type == res_type,
+                resource_history.c.res_id == res_id,
+                resource_history.c.version == version,
+            )
+        ).first()
+        return Stored(*row) if row else None
+
+    def history(
+        self, conn: Connection, *, res_type: str | None = None, res_id: str | None = None,
+        since: datetime | None = None, before: datetime | None = None, limit: int = 20, offset: int = 0,
+    ) -> tuple[list[Stored], int]:
+        """Versions newest first, and the total count of versions matching."""
+        conditions = []
+        if res_type:
+            conditions.append(resource_history.c.res_type == res_type)
+        if res_id:
+            conditions.append(resource_history.c.res_id == res_id)
+        if since:
+            conditions.append(resource_history.c.last_updated >= since)
+        if before:
+            conditions.append(resource_history.c.last_updated < before)
+        where = and_(*conditions) if conditions else None
+        query = select(*_HISTORY_COLS)
+        count_query = select(func.count()).select_from(resource_history)
+        if where is not None:
+            query, count_query = query.where(where), count_query.where(where)
+        query = query.order_by(
+            resource_history.c.last_updated.desc(), resource_history.c.pid.desc(),
+            resource_history.c.version.desc(),
+        ).limit(limit).offset(offset)
+        rows = [Stored(*r) for r in conn.execute(query)]
+        return rows, conn.execute(count_query).scalar_one()
+
+    # ---- writes --------------------------------------------------------------------------
+    def insert(self, conn: Connection, res_type: str, res_id: str, content: bytes, when: datetime) -> int:
+        text = content.decode()
+        pid = conn.execute(
+            insert(resource).values(
+                res_type=res_type, res_id=res_id, version=1, last_updated=when, deleted=False, content=text,
+            )
+        ).inserted_primary_key[0]
+        self._history(conn, pid, res_type, res_id, 1, when, False, "POST", text)
+        return pid
+
+    def replace(
+        self, conn: Connection, current: Stored, content: bytes | None, when: datetime, method: str,
+    ) -> int:
+        """Write the next version of an existing row (content None means deleted)."""
+        version = current.version + 1
+        text = content.decode() if content is not None else None
+        conn.execute(
+            update(resource).where(resource.c.pid == current.pid).values(
+                version=version, last_updated=when, deleted=text is None, content=text,
+            )
+        )
+        self._history(conn, current.pid, current.res_type, current.res_id, version, when, text is None, method, text)
+        return version
+
+    def _history(self, conn, pid, res_type, res_id, version, when, deleted, method, text) -> None:
+        conn.execute(
+            insert(resource_history).values(
+                pid=pid, version=version, res_type=res_type, res_id=res_id, last_updated=when,
+                deleted=deleted, method=method, content=text,
+            )
+        )
+
+    def write_index(self, conn: Connection, pid: int, res_type: str, rows: list[IndexRow], *, fresh: bool) -> None:
+        """Replace the index rows of a resource (``fresh``: it has none yet)."""
+        if not fresh:
+            self.clear_index(conn, [pid])
+        by_table: dict[str, list[dict]] = defaultdict(list)
+        for row in rows:
+            sp = self.keys.get(conn, res_type, row.code)
+            by_table[row.kind].append({"sp": sp, "pid": pid, "grp": row.grp, **row.values})
+        for kind, values in by_table.items():
+            conn.execute(insert(INDEX_TABLES[kind]), values)
+
+    def clear_index(self, conn: Connection, pids: Sequence[int]) -> None:
+        for table in INDEX_TABLES.values():
+            conn.execute(delete(table).where(table.c.pid.in_(pids)))
+
+    def pids_of_type(self, conn: Connection, res_type: str | None, after_pid: int, limit: int) -> list[Stored]:
+        """Live resources in pid order, for batch jobs such as $reindex."""
+        query = select(*_CURRENT_COLS).where(resource.c.pid > after_pid, resource.c.deleted.is_(False))
+        if res_type:
+            query = query.where(resource.c.res_type == res_type)
+        return [Stored(*r) for r in conn.execute(query.order_by(resource.c.pid).limit(limit))]
+
+    def count_live(self, conn: Connection, res_type: str | None = None) -> int:
+        query = select(func.count()).select_from(resource).where(resource.c.deleted.is_(False))
+        if res_type:
+            query = query.where(resource.c.res_type == res_type)
+        return conn.execute(query).scalar_one()
+
+    def is_empty(self, conn: Connection) -> bool:
+        return conn.execute(select(resource.c.pid).limit(1)).first() is None
+
+
+__all__ = ["ResourceStore", "SearchParamKeys", "Stored"]
