@@ -19,6 +19,12 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_AFTER_COMMIT = "after_commit"
+
+
+def after_commit(conn: Connection) -> list:
+    """The list of callables to run when this connection's write transaction commits."""
+    return conn.info.setdefault(_AFTER_COMMIT, [])
 
 
 class Database:
@@ -39,7 +45,10 @@ class Database:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
-        """One write transaction: committed when the block ends, rolled back on any error."""
+        """One write transaction: committed when the block ends, rolled back on any error.
+
+        Callables put in ``after_commit(conn)`` run once the commit has succeeded.
+        """
         with self._write_lock, self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -48,9 +57,12 @@ class Database:
             try:
                 yield conn
             except BaseException:
+                conn.info.pop(_AFTER_COMMIT, None)
                 conn.rollback()
                 raise
             conn.commit()
+            for callback in conn.info.pop(_AFTER_COMMIT, ()):
+                callback()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:

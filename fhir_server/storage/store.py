@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from sqlalchemy import Connection, and_, delete, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 
 from fhir_server.search.indexer import IndexRow
+from fhir_server.storage.engine import after_commit
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history, search_param
 
 
@@ -39,6 +40,18 @@ _CURRENT_COLS = (
     resource.c.pid, resource.c.res_type, resource.c.res_id, resource.c.version,
     resource.c.last_updated, resource.c.deleted, resource.c.content,
 )
+# Statements built once; each call only binds parameters.
+_INSERT_RESOURCE = insert(resource)
+_INSERT_HISTORY = insert(resource_history)
+_UPDATE_RESOURCE = (
+    update(resource)
+    .where(resource.c.pid == bindparam("b_pid"))
+    .values(version=bindparam("version"), last_updated=bindparam("last_updated"),
+            deleted=bindparam("deleted"), content=bindparam("content"))
+)
+_INSERT_INDEX = {kind: insert(table) for kind, table in INDEX_TABLES.items()}
+_DELETE_INDEX = [delete(table).where(table.c.pid.in_(bindparam("pids", expanding=True)))
+                 for table in INDEX_TABLES.values()]
 _HISTORY_COLS = (
     resource_history.c.pid, resource_history.c.res_type, resource_history.c.res_id,
     resource_history.c.version, resource_history.c.last_updated, resource_history.c.deleted,
@@ -65,13 +78,14 @@ class SearchParamKeys:
         key = self._cache.get((res_type, code))
         if key is not None:
             return key
-        # A parameter registered since the last sync: found or created in this transaction,
-        # not cached until a later sync, so that a rollback cannot leave a stale key behind.
+        # A parameter registered since the last sync: found or created in this transaction and
+        # cached only once it commits, so that a rollback cannot leave a stale key behind.
         key = conn.execute(
             select(search_param.c.sp).where(search_param.c.res_type == res_type, search_param.c.code == code)
         ).scalar()
         if key is None:
             key = conn.execute(insert(search_param).values(res_type=res_type, code=code)).inserted_primary_key[0]
+        after_commit(conn).append(lambda: self._cache.setdefault((res_type, code), key))
         return key
 
     def lookup(self, res_type: str, code: str) -> int | None:
@@ -137,11 +151,10 @@ class ResourceStore:
     # ---- writes --------------------------------------------------------------------------
     def insert(self, conn: Connection, res_type: str, res_id: str, content: bytes, when: datetime) -> int:
         text = content.decode()
-        pid = conn.execute(
-            insert(resource).values(
-                res_type=res_type, res_id=res_id, version=1, last_updated=when, deleted=False, content=text,
-            )
-        ).inserted_primary_key[0]
+        pid = conn.execute(_INSERT_RESOURCE, {
+            "res_type": res_type, "res_id": res_id, "version": 1, "last_updated": when, "deleted": False,
+            "content": text,
+        }).inserted_primary_key[0]
         self._history(conn, pid, res_type, res_id, 1, when, False, "POST", text)
         return pid
 
@@ -151,21 +164,18 @@ class ResourceStore:
         """Write the next version of an existing row (content None means deleted)."""
         version = current.version + 1
         text = content.decode() if content is not None else None
-        conn.execute(
-            update(resource).where(resource.c.pid == current.pid).values(
-                version=version, last_updated=when, deleted=text is None, content=text,
-            )
-        )
+        conn.execute(_UPDATE_RESOURCE, {
+            "b_pid": current.pid, "version": version, "last_updated": when, "deleted": text is None,
+            "content": text,
+        })
         self._history(conn, current.pid, current.res_type, current.res_id, version, when, text is None, method, text)
         return version
 
     def _history(self, conn, pid, res_type, res_id, version, when, deleted, method, text) -> None:
-        conn.execute(
-            insert(resource_history).values(
-                pid=pid, version=version, res_type=res_type, res_id=res_id, last_updated=when,
-                deleted=deleted, method=method, content=text,
-            )
-        )
+        conn.execute(_INSERT_HISTORY, {
+            "pid": pid, "version": version, "res_type": res_type, "res_id": res_id, "last_updated": when,
+            "deleted": deleted, "method": method, "content": text,
+        })
 
     def write_index(self, conn: Connection, pid: int, res_type: str, rows: list[IndexRow], *, fresh: bool) -> None:
         """Replace the index rows of a resource (``fresh``: it has none yet)."""
@@ -176,11 +186,11 @@ class ResourceStore:
             sp = self.keys.get(conn, res_type, row.code)
             by_table[row.kind].append({"sp": sp, "pid": pid, "grp": row.grp, **row.values})
         for kind, values in by_table.items():
-            conn.execute(insert(INDEX_TABLES[kind]), values)
+            conn.execute(_INSERT_INDEX[kind], values)
 
     def clear_index(self, conn: Connection, pids: Sequence[int]) -> None:
-        for table in INDEX_TABLES.values():
-            conn.execute(delete(table).where(table.c.pid.in_(pids)))
+        for statement in _DELETE_INDEX:
+            conn.execute(statement, {"pids": list(pids)})
 
     def pids_of_type(self, conn: Connection, res_type: str | None, after_pid: int, limit: int) -> list[Stored]:
         """Live resources in pid order, for batch jobs such as $reindex."""

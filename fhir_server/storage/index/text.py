@@ -7,10 +7,12 @@ Full-width Latin letters and digits (common in Chinese input) fold to ASCII, so 
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 MAX_LEN = 256
 
 
+@lru_cache(maxsize=65536)
 def normalise(text: str) -> str:
     folded = unicodedata.normalize("NFKD", text)
     folded = "".join(c for c in folded if not unicodedata.combining(c))
