@@ -3,22 +3,26 @@
 ``compile_expression(expression, resource_type)`` splits a SearchParameter expression into its
 top-level union branches and keeps those that apply to ``resource_type`` (rooted at that type,
 at ``Resource``/``DomainResource``, or a bare relative path such as ``id``). Each branch is
-compiled once, at compile time, into one of two forms:
+compiled once into one of two forms:
 
-* **Fast path** -- a tuple of small closures that walk the plain JSON dict directly. It covers
-  the forms used by the official SearchParameters: dotted paths (lists flattened at every step),
-  ``[n]`` indexers, choice elements (``value.as(Quantity)``, ``(value as Quantity)``,
+* **Fast path** -- a tuple of small closures that walk the plain JSON dict. It covers the forms
+  the official SearchParameters use: dotted paths (lists flattened at every step), ``[n]``
+  indexers, choice elements (``value.as(Quantity)``, ``(value as Quantity)``,
   ``value.ofType(Quantity)`` -> ``valueQuantity``; a bare ``effective`` -> every
   ``effectiveXxx`` key the R4 model allows), ``where(resolve() is T)``,
   ``where(field = 'literal')`` and ``extension('url')``. Element types are tracked at compile
-  time with fhirpathpy's R4 model, so no parsing happens at evaluation time.
-* **Fallback** -- anything else (e.g. ``Patient.deceased.exists() and Patient.deceased != false``)
-  is compiled with ``fhirpathpy`` and its results are turned back into plain JSON values.
+  time with fhirpathpy's R4 model, so nothing is parsed at evaluation time.
+* **Fallback** -- anything else (``Patient.deceased.exists() and Patient.deceased != false``) is
+  compiled once with ``fhirpathpy``; its results are turned back into plain JSON values.
 
-``resolve()`` cannot fetch anything here; both paths apply the same rule instead: a reference
-"resolves" to the type named by its literal ``reference`` (``Patient/1``,
-``http://host/fhir/Patient/1/_history/2``), else to its ``type`` element. ``urn:uuid:`` and
-``#contained`` references without ``type`` resolve to nothing.
+``resolve()`` fetches nothing; both paths use one rule (``reference_type``): a reference points
+at the type named by its literal ``reference`` (``Patient/1``, ``https://host/fhir/Patient/1``,
+``.../_history/2``), else at its ``type`` element. ``urn:uuid:`` and ``#contained`` references
+without ``type`` point at nothing.
+
+Deliberate leniency: ``as`` on a collection of several items behaves like ``ofType`` (strict
+FHIRPath, and fhirpathpy, raise), since the SearchParameters apply it to e.g. every
+``useContext.value``. ``extension(url)`` returns every match (fhirpathpy returns the first).
 
 Results are the original JSON objects (dicts for complex elements, str/bool/int/float for
 primitives): treat them as read-only. A union (``a | b``) removes duplicates, as FHIRPath does.
@@ -27,8 +31,8 @@ primitives): treat them as read-only. A union (``a | b``) removes duplicates, as
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable
-from decimal import Decimal
 
 import fhirpathpy
 from fhirpathpy.engine.nodes import FP_Quantity, FP_Type, ResourceNode
@@ -36,25 +40,30 @@ from fhirpathpy.models import models
 
 __all__ = ["compile_expression", "compile_relative", "reference_type"]
 
+Evaluator = Callable[[dict], list]
+
 _R4 = models["r4"]
 _PATH2TYPE: dict[str, str] = _R4["path2Type"]
 _CHOICES: dict[str, list[str]] = _R4["choiceTypePaths"]
 _ELSEWHERE: dict[str, str] = _R4["pathsDefinedElsewhere"]
 _PARENT: dict[str, str] = _R4["type2Parent"]
-# Backbone elements have no entry of their own in path2Type, only their children do.
+# Backbone elements have no path2Type entry of their own, only their children do.
 _BACKBONES = {p.rsplit(".", i)[0] for p in (*_PATH2TYPE, *_CHOICES) for i in range(1, p.count("."))}
 
-Evaluator = Callable[[dict], list]
+_NAME = re.compile(r"([A-Za-z_]\w*)(?:\[(\d+)\])?")
+_CALL = re.compile(r"(\w+)\((.*)\)", re.DOTALL)
+_TYPE = re.compile(r"(?:FHIR\.)?([A-Za-z]\w*)")
+_WHERE_REF = re.compile(r"resolve\(\)\s+is\s+(?:FHIR\.)?([A-Z]\w*)")
+_WHERE_EQ = re.compile(r"([a-z]\w*)\s*=\s*'([^'\\]*)'")
+_QUOTED = re.compile(r"'([^'\\]*)'")
 
 
 class _Unsupported(Exception):
     """The fast path cannot compile this branch: use fhirpathpy."""
 
 
-# ---------------------------------------------------------------------------- resolve() rule
-
 def reference_type(ref: object) -> str | None:
-    """The resource type a Reference dict points at, per the rule in the module docstring."""
+    """The resource type a Reference dict points at (the `resolve()` rule above)."""
     if type(ref) is not dict:
         return None
     literal = ref.get("reference")
@@ -67,63 +76,68 @@ def reference_type(ref: object) -> str | None:
     return kind if type(kind) is str else None
 
 
-def _fp_resolve(inputs: list) -> list:
-    """fhirpathpy user function: a typed stub per reference, so `resolve() is T` works."""
-    stubs = []
-    for ref in inputs:
-        kind = reference_type(ref)
-        if kind:
-            stubs.append(ResourceNode.create_node({"resourceType": kind}))
-    return stubs
+# ---------------------------------------------------------------------------- compile-time text
 
 
-_FP_OPTIONS = {"userInvocationTable": {"resolve": {"fn": _fp_resolve, "arity": {0: []}}},
-               "returnRawData": True}
-
-# ---------------------------------------------------------------------------- text helpers
+def _top_level(text: str):
+    """(index, char, depth) of each character outside quoted strings."""
+    depth, quote = 0, False
+    for i, ch in enumerate(text):
+        if quote or ch == "'":
+            quote = ch != "'" or text[i - 1] == "\\" if quote else True
+            continue
+        depth -= ch in ")]"
+        yield i, ch, depth
+        depth += ch in "(["
 
 
 def _split_top(text: str, sep: str) -> list[str]:
-    """Split on `sep` outside parentheses, brackets and quoted strings."""
-    parts, depth, quote, start, i = [], 0, False, 0, 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            quote = ch != "'" if text[i - 1] != "\\" else True
-        elif ch == "'":
-            quote = True
-        elif ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        elif depth == 0 and text.startswith(sep, i):
+    parts, start = [], 0
+    for i, _, depth in _top_level(text):
+        if depth == 0 and i >= start and text.startswith(sep, i):
             parts.append(text[start:i])
-            start = i = i + len(sep)
-            continue
-        i += 1
-    parts.append(text[start:])
-    return [p.strip() for p in parts]
+            start = i + len(sep)
+    return [p.strip() for p in (*parts, text[start:])]
+
+
+def _close(text: str) -> int:
+    """Index of the parenthesis closing the first `(` in `text`, -1 if none."""
+    opened = False
+    for i, ch, depth in _top_level(text):
+        opened = opened or ch == "("
+        if opened and ch == ")" and depth == 0:
+            return i
+    return -1
 
 
 def _strip_parens(text: str) -> str:
     text = text.strip()
-    while text.startswith("(") and text.endswith(")") and len(_split_top(text[1:-1], ")")) == 1:
+    while text.startswith("(") and _close(text) == len(text) - 1:
         text = text[1:-1].strip()
     return text
 
 
-_NAME = re.compile(r"([A-Za-z_]\w*)(?:\[(\d+)\])?")
-_CALL = re.compile(r"(\w+)\((.*)\)", re.S)
-_TYPE = re.compile(r"(?:FHIR\.)?([A-Za-z]\w*)")
-_WHERE_REF = re.compile(r"resolve\(\)\s+is\s+(?:FHIR\.)?([A-Z]\w*)")
-_WHERE_EQ = re.compile(r"([a-z]\w*)\s*=\s*'([^'\\]*)'")
-_QUOTED = re.compile(r"'([^'\\]*)'")
+def _as_to_call(text: str) -> str:
+    """`x as T` -> `x.as(T)`, and `(x as T).rest` -> `x.as(T).rest`."""
+    head, rest = text, ""
+    if text.startswith("("):
+        end = _close(text)
+        head, rest = text[1:end], text[end + 1:]
+        if end < 0 or not rest.startswith("."):
+            raise _Unsupported(text)
+    parts = _split_top(head, " as ")
+    if len(parts) == 2 and _TYPE.fullmatch(parts[1]):
+        return f"{_strip_parens(parts[0])}.as({parts[1]}){rest}"
+    if len(parts) > 2 or rest:
+        raise _Unsupported(text)
+    return text
 
-# ---------------------------------------------------------------------------- model helpers
+
+# ---------------------------------------------------------------------------- R4 model
 
 
 def _canon(name: str) -> str:
-    """Model choice lists spell primitives `DateTime`; type names are `dateTime`."""
+    """Choice lists spell primitives `DateTime`; the type is `dateTime`."""
     low = name[:1].lower() + name[1:]
     return low if name not in _PARENT and low in _PARENT else name
 
@@ -136,8 +150,7 @@ def _is_a(type_name: str, ancestor: str) -> bool:
 
 
 def _element(ctx: str | None, name: str) -> tuple[str | None, list[str] | None]:
-    """(type or backbone path, choice types) of element `name` of `ctx`; (None, None) if the
-    model does not know it."""
+    """(type or backbone path, choice types) of `ctx.name`; (None, None) if unknown."""
     while ctx:
         path = _ELSEWHERE.get(f"{ctx}.{name}", f"{ctx}.{name}")
         if path in _CHOICES:
@@ -151,9 +164,13 @@ def _element(ctx: str | None, name: str) -> tuple[str | None, list[str] | None]:
 
 
 def _is_primitive(ctx: str | None) -> bool:
+    """Primitive elements keep their extensions under `_name`: left to the fallback."""
     return bool(ctx) and (ctx.startswith("System.") or ctx[0].islower())
 
+
 # ---------------------------------------------------------------------------- fast-path steps
+# Each step maps a list of nodes to a list of nodes; JSON nulls (placeholders in primitive
+# arrays that carry `_name` extensions) are dropped.
 
 
 def _add(out: list, value) -> None:
@@ -164,7 +181,7 @@ def _add(out: list, value) -> None:
 
 
 def _member(keys: tuple[str, ...]):
-    if len(keys) == 1:
+    if len(keys) == 1:  # the common case, kept lean
         key = keys[0]
 
         def step(coll):
@@ -175,7 +192,7 @@ def _member(keys: tuple[str, ...]):
             return out
         return step
 
-    def step_choice(coll):
+    def step_any(coll):
         out = []
         for node in coll:
             if type(node) is dict:
@@ -183,59 +200,34 @@ def _member(keys: tuple[str, ...]):
                     if key in node:
                         _add(out, node[key])
         return out
-    return step_choice
+    return step_any
 
 
 def _member_untyped(name: str):
-    """Element of unknown type: the key itself, else any `name` + uppercase-type choice key."""
+    """Element of unknown type: the key itself, else any `name` + Uppercase choice key."""
     size = len(name)
 
     def step(coll):
         out = []
         for node in coll:
             if type(node) is dict:
-                if name in node:
-                    _add(out, node[name])
-                    continue
-                for key, value in node.items():
-                    if len(key) > size and key.startswith(name) and key[size].isupper():
-                        _add(out, value)
+                for key in (name,) if name in node else node:
+                    if key == name or (key.startswith(name) and key[size:size + 1].isupper()):
+                        _add(out, node[key])
         return out
     return step
-
-
-def _index(i: int):
-    return lambda coll: coll[i:i + 1]
-
-
-def _where_ref(kind: str):
-    return lambda coll: [n for n in coll if reference_type(n) == kind]
 
 
 def _where_eq(field: str, literal: str):
-    def step(coll):
-        out = []
-        for node in coll:
-            if type(node) is dict:
-                value = node.get(field)
-                if type(value) is list and len(value) == 1:
-                    value = value[0]
-                if value == literal:
-                    out.append(node)
-        return out
-    return step
+    def matches(node):
+        value = node.get(field) if type(node) is dict else None
+        return (value[0] if type(value) is list and len(value) == 1 else value) == literal
+    return lambda coll: [n for n in coll if matches(n)]
 
 
 def _extension(url: str):
-    def step(coll):
-        out = []
-        for node in coll:
-            if type(node) is dict:
-                for ext in node.get("extension", ()):
-                    if type(ext) is dict and ext.get("url") == url:
-                        out.append(ext)
-        return out
-    return step
+    return lambda coll: [e for n in coll if type(n) is dict for e in n.get("extension", ())
+                         if type(e) is dict and e.get("url") == url]
 
 
 def _compile_steps(path: str, ctx: str | None, rooted: bool) -> list:
@@ -244,42 +236,35 @@ def _compile_steps(path: str, ctx: str | None, rooted: bool) -> list:
     if rooted and tokens[0][:1].isupper():
         tokens = tokens[1:]  # the root type name selects the resource itself
     steps: list = []
-    choice: list[str] | None = None  # choice types of the element the previous step selected
-    prev = None  # _NAME match of the previous token
+    choice = prev = None  # choice types of the last element; _NAME match of the last token
     for token in tokens:
         name, call = _NAME.fullmatch(token), _CALL.fullmatch(token)
+        arg = call[2].strip() if call else ""
         if name:
             ctx, choice = _element(ctx, name[1])
-            if ctx is None:
-                steps.append(_member_untyped(name[1]))
-            else:
-                steps.append(_member(tuple(name[1] + t for t in choice) if choice else (name[1],)))
-            if choice:
-                ctx = None
+            keys = tuple(name[1] + t for t in choice) if choice else (name[1],)
+            steps.append(_member(keys) if ctx else _member_untyped(name[1]))
+            ctx = None if choice else ctx
             if name[2] is not None:
-                steps.append(_index(int(name[2])))
-        elif not call or len(_split_top(call[2], ")")) > 1:  # not a single balanced call
+                steps.append(lambda coll, i=int(name[2]): coll[i:i + 1])
+        elif not call or _close(token) != len(token) - 1:  # not one balanced call
             raise _Unsupported(token)
-        elif call[1] in ("as", "ofType") and _TYPE.fullmatch(call[2].strip()):
-            wanted = _TYPE.fullmatch(call[2].strip())[1]
-            if not prev or prev[2] is not None:
-                raise _Unsupported(token)
-            if choice:
-                keys = tuple(prev[1] + t for t in choice if _is_a(t, wanted))
-                steps[-1] = _member(keys) if keys else (lambda coll: [])
+        elif call[1] in ("as", "ofType") and _TYPE.fullmatch(arg) and prev and prev[2] is None:
+            wanted = _TYPE.fullmatch(arg)[1]
+            if choice:  # keys of the allowed types that are `wanted` or a subtype of it
+                steps[-1] = _member(tuple(prev[1] + t for t in choice if _is_a(t, wanted)))
             elif ctx is None:  # type unknown: assume a choice element (`value.as(Quantity)`)
                 steps[-1] = _member((prev[1] + wanted[:1].upper() + wanted[1:],))
             elif not _is_a(ctx, wanted):
                 raise _Unsupported(token)
             ctx, choice = _canon(wanted), None
-        elif call[1] == "where" and _WHERE_REF.fullmatch(call[2].strip()):
-            steps.append(_where_ref(_WHERE_REF.fullmatch(call[2].strip())[1]))
-        elif call[1] == "where" and _WHERE_EQ.fullmatch(call[2].strip()):
-            steps.append(_where_eq(*_WHERE_EQ.fullmatch(call[2].strip()).groups()))
-        elif call[1] == "extension" and _QUOTED.fullmatch(call[2].strip()):
-            if _is_primitive(ctx):  # primitive extensions live under `_name`
-                raise _Unsupported(token)
-            steps.append(_extension(_QUOTED.fullmatch(call[2].strip())[1]))
+        elif call[1] == "where" and _WHERE_REF.fullmatch(arg):
+            kind = _WHERE_REF.fullmatch(arg)[1]
+            steps.append(lambda coll, kind=kind: [n for n in coll if reference_type(n) == kind])
+        elif call[1] == "where" and _WHERE_EQ.fullmatch(arg):
+            steps.append(_where_eq(*_WHERE_EQ.fullmatch(arg).groups()))
+        elif call[1] == "extension" and _QUOTED.fullmatch(arg) and not _is_primitive(ctx):
+            steps.append(_extension(_QUOTED.fullmatch(arg)[1]))
             ctx, choice = "Extension", None
         else:
             raise _Unsupported(token)
@@ -287,27 +272,8 @@ def _compile_steps(path: str, ctx: str | None, rooted: bool) -> list:
     return steps
 
 
-def _as_to_call(text: str) -> str:
-    """`x as T` -> `x.as(T)`; also `(x as T).rest` -> `x.as(T).rest`."""
-    head, rest = text, ""
-    if text.startswith("(") and not text.endswith(")"):
-        inner = _split_top(text[1:], ")")
-        head, rest = inner[0], ")".join(inner[1:])
-        if len(inner) != 2 or not rest.startswith("."):
-            raise _Unsupported(text)
-    parts = _split_top(head, " as ")
-    if len(parts) == 2 and _TYPE.fullmatch(parts[1]):
-        return f"{_strip_parens(parts[0])}.as({parts[1]}){rest}"
-    if len(parts) > 2 or rest:
-        raise _Unsupported(text)
-    return text
-
-
 def _fast(branch: str, ctx: str | None, rooted: bool) -> Evaluator:
-    branch = _as_to_call(branch)
-    steps = tuple(_compile_steps(branch, ctx, rooted))
-    if not steps:
-        return lambda node: [node]
+    steps = tuple(_compile_steps(_as_to_call(branch), ctx, rooted))
     if len(steps) == 1:
         only = steps[0]
         return lambda node: only([node])
@@ -321,7 +287,18 @@ def _fast(branch: str, ctx: str | None, rooted: bool) -> Evaluator:
         return coll
     return run
 
+
 # ---------------------------------------------------------------------------- fallback
+
+
+def _fp_resolve(inputs: list) -> list:
+    """fhirpathpy user function: a typed stub per reference, so `resolve() is T` works."""
+    return [ResourceNode.create_node({"resourceType": kind})
+            for kind in map(reference_type, inputs) if kind]
+
+
+_FP_OPTIONS = {"userInvocationTable": {"resolve": {"fn": _fp_resolve, "arity": {0: []}}},
+               "returnRawData": True}
 
 
 def _plain(value):
@@ -329,9 +306,11 @@ def _plain(value):
         return _plain(value.data)
     if isinstance(value, FP_Quantity):
         return {"value": value.value, "code": str(value.unit).strip("'")}
-    if isinstance(value, FP_Type):
-        return str(value)
-    return value
+    return str(value) if isinstance(value, FP_Type) else value
+
+
+# fhirpathpy keeps evaluation state in module globals: one evaluation at a time.
+_FALLBACK_LOCK = threading.Lock()
 
 
 def _fallback(expression: str, base: str | None) -> Evaluator:
@@ -340,21 +319,23 @@ def _fallback(expression: str, base: str | None) -> Evaluator:
     def run(node):
         if base:
             node = ResourceNode.create_node(node, base)
-        return [v for v in map(_plain, compiled(node)) if v is not None]
+        with _FALLBACK_LOCK:
+            results = compiled(node)
+        return [v for v in map(_plain, results) if v is not None]
     return run
+
 
 # ---------------------------------------------------------------------------- public API
 
 
-def _compile_branch(branch: str, ctx: str | None, rooted: bool) -> tuple[Evaluator, bool]:
-    """(evaluator, True if fast-pathed) for one union branch."""
-    try:
-        return _fast(branch, ctx, rooted), True
-    except _Unsupported:
-        return _fallback(branch, None if rooted else ctx), False
-
-
-def _union(fns: list[Evaluator], fast: list[bool], dedupe: bool) -> Evaluator:
+def _compile_union(branches: list[str], ctx: str | None, rooted: bool, dedupe: bool):
+    fns, fast = [], 0
+    for branch in branches:
+        try:
+            fns.append(_fast(branch, ctx, rooted))
+            fast += 1
+        except _Unsupported:
+            fns.append(_fallback(branch, None if rooted else ctx))
     if len(fns) == 1 and not dedupe:
         run = fns[0]
     else:
@@ -365,30 +346,26 @@ def _union(fns: list[Evaluator], fast: list[bool], dedupe: bool) -> Evaluator:
                     if value not in out:
                         out.append(value)
             return out
-    run.fast_path_branches = sum(fast)  # introspection for tests and the coverage report
-    run.fallback_branches = len(fast) - sum(fast)
+    run.fast_path_branches, run.fallback_branches = fast, len(fns) - fast  # for tests/reports
     return run
 
 
 def compile_expression(expression: str, resource_type: str) -> Evaluator | None:
     """Compile the branches of `expression` that apply to `resource_type` (see module doc).
 
-    The returned function takes the resource as a JSON dict and returns the matched nodes; it
-    does not check ``resourceType``. Returns None if no branch of the union applies.
+    The returned function takes the resource as a JSON dict and returns the matched nodes (it
+    does not check ``resourceType``). Returns None if no branch of the union applies.
     """
     branches = [_strip_parens(b) for b in _split_top(expression or "", "|")]
-    compiled = []
+    kept = []
     for branch in branches:
         root = _NAME.match(branch.lstrip("( "))
         root = root[1] if root else ""
-        if root in ("Resource", "DomainResource"):  # fhirpathpy only matches the concrete type
-            branch = re.sub(rf"^(\(*\s*){root}\b", rf"\g<1>{resource_type}", branch)
-        elif root != resource_type and not root[:1].islower():
-            continue
-        compiled.append(_compile_branch(branch, resource_type, True))
-    if not compiled:
-        return None
-    return _union([fn for fn, _ in compiled], [ok for _, ok in compiled], len(branches) > 1)
+        if root in ("Resource", "DomainResource"):  # fhirpathpy matches only the concrete type
+            kept.append(re.sub(rf"^(\(*\s*){root}\b", rf"\g<1>{resource_type}", branch))
+        elif root == resource_type or root[:1].islower():
+            kept.append(branch)
+    return _compile_union(kept, resource_type, True, len(branches) > 1) if kept else None
 
 
 def compile_relative(expression: str, element_type: str | None = None) -> Evaluator:
@@ -396,5 +373,4 @@ def compile_relative(expression: str, element_type: str | None = None) -> Evalua
     evaluated on an element dict. `element_type` (a model type or backbone path, e.g.
     ``UsageContext`` or ``Group.characteristic``) is optional and sharpens choice handling."""
     branches = [_strip_parens(b) for b in _split_top(expression, "|")]
-    compiled = [_compile_branch(b, element_type, False) for b in branches]
-    return _union([fn for fn, _ in compiled], [ok for _, ok in compiled], len(branches) > 1)
+    return _compile_union(branches, element_type, False, len(branches) > 1)
