@@ -17,11 +17,13 @@ from fhir_server.services.history import HistoryService
 from fhir_server.services.resources import ResourceService
 from fhir_server.services.search import SearchService
 from fhir_server.settings import Settings
-from fhir_server.storage.engine import Database
+from fhir_server.storage.engine import Database, after_commit
 from fhir_server.storage.schema import resource
 from fhir_server.storage.store import ResourceStore, SearchParamKeys
 
 log = logging.getLogger(__name__)
+# SearchParameter statuses that take effect (draft too, so that a client can try one out).
+ACTIVE_STATUSES = ("active", "draft")
 
 
 class Server:
@@ -36,7 +38,7 @@ class Server:
         self.search = SearchService(self.db, self.store, self.registry, self.keys, settings)
         self.resources = ResourceService(self.db, self.store, self.indexer, self.search.find_ids)
         self.history = HistoryService(self.db, self.store)
-        self.resources.after_write.append(self._register_search_parameter)
+        self.resources.on_change.append(self._follow_search_parameters)
         self._load_stored_search_parameters()
         self.sync_search_param_keys()
 
@@ -61,15 +63,22 @@ class Server:
             )
             stored = [orjson.loads(r.content) for r in rows]
         for definition in stored:
-            if definition.get("status") in ("active", "draft"):
+            if definition.get("status") in ACTIVE_STATUSES:
                 self.registry.add(definition)
 
-    def _register_search_parameter(self, conn: Connection, written: dict) -> None:
-        """A SearchParameter written through the API indexes new writes at once."""
-        if written.get("resourceType") == "SearchParameter" and written.get("status") in ("active", "draft"):
-            for param in self.registry.add(written):
-                for code in [param.code, *(component_code(param.code, i) for i in range(len(param.components)))]:
-                    self.keys.get(conn, param.resource_type, code)
+    def _follow_search_parameters(self, conn: Connection, before: dict | None, after: dict | None) -> None:
+        """A SearchParameter written through the API applies to new writes once it commits;
+        a deleted or retired one stops applying. Existing data follows after ``$reindex``."""
+        if "SearchParameter" not in {(before or {}).get("resourceType"), (after or {}).get("resourceType")}:
+            return
+
+        def apply() -> None:
+            if before:
+                self.registry.remove(before.get("url", ""))
+            if after and after.get("status") in ACTIVE_STATUSES:
+                self.registry.add(after)
+
+        after_commit(conn).append(apply)
 
     def close(self) -> None:
         self.db.dispose()

@@ -102,9 +102,16 @@ class SearchParamRegistry:
         for rtype in self._bases(definition):
             param = self._compile(definition, rtype)
             if param is not None:
-                self._by_type[rtype][param.code] = param
+                # copy-on-write: searches running in other threads keep a consistent view
+                self._by_type[rtype] = {**self._by_type[rtype], param.code: param}
                 added.append(param)
         return added
+
+    def remove(self, url: str) -> None:
+        """Stop applying the parameter defined at ``url`` (a deleted or retired SearchParameter)."""
+        for rtype, params in self._by_type.items():
+            if any(p.url == url for p in params.values()):
+                self._by_type[rtype] = {code: p for code, p in params.items() if p.url != url}
 
     def _bases(self, definition: dict) -> list[str]:
         bases = definition.get("base", [])

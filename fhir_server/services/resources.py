@@ -59,8 +59,9 @@ class ResourceService:
         self.store = store
         self.indexer = indexer
         self.finder = finder
-        # Hooks run inside the write transaction after each write: (conn, resource) -> None.
-        self.after_write: list[Callable[[Connection, dict], None]] = []
+        # Hooks run inside the write transaction after each change:
+        # (conn, before, after) with None for "did not exist" / "deleted".
+        self.on_change: list[Callable[[Connection, dict | None, dict | None], None]] = []
 
     @contextlib.contextmanager
     def _tx(self, conn: Connection | None) -> Iterator[Connection]:
@@ -129,7 +130,7 @@ class ResourceService:
         resource = _stamp(resource, res_id, 1, when)
         pid = self.store.insert(conn, resource["resourceType"], res_id, orjson.dumps(resource), when)
         self.store.write_index(conn, pid, resource["resourceType"], self.indexer.rows(resource), fresh=True)
-        self._after(conn, resource)
+        self._changed(conn, None, resource)
         return WriteResult(resource, True, 1)
 
     # ---- update --------------------------------------------------------------------------
@@ -176,7 +177,7 @@ class ResourceService:
         resource = _stamp(resource, current.res_id, current.version + 1, when)
         version = self.store.replace(conn, current, orjson.dumps(resource), when, method)
         self.store.write_index(conn, current.pid, current.res_type, self.indexer.rows(resource), fresh=False)
-        self._after(conn, resource)
+        self._changed(conn, None if current.deleted else current.json(), resource)
         return WriteResult(resource, current.deleted, version)
 
     # ---- patch ---------------------------------------------------------------------------
@@ -207,6 +208,7 @@ class ResourceService:
                 return None
             version = self.store.replace(c, current, None, now_utc(), "DELETE")
             self.store.clear_index(c, [current.pid])
+            self._changed(c, current.json(), None)
             return version
 
     def conditional_delete(self, res_type: str, query: str, conn: Connection | None = None) -> int:
@@ -227,9 +229,9 @@ class ResourceService:
             raise MultipleMatches(f"The {what} criteria {query!r} match {len(matches)} resources")
         return matches
 
-    def _after(self, conn: Connection, resource: dict) -> None:
-        for hook in self.after_write:
-            hook(conn, resource)
+    def _changed(self, conn: Connection, before: dict | None, after: dict | None) -> None:
+        for hook in self.on_change:
+            hook(conn, before, after)
 
 
 def _stamp(resource: dict, res_id: str, version: int, when: datetime) -> dict:

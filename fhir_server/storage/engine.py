@@ -47,7 +47,8 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back on any error.
 
-        Callables put in ``after_commit(conn)`` run once the commit has succeeded.
+        Callables put in ``after_commit(conn)`` run once the commit has succeeded and the
+        write lock is released (so they may open transactions of their own).
         """
         with self._write_lock, self.engine.connect() as conn:
             if self.is_sqlite:
@@ -61,8 +62,9 @@ class Database:
                 conn.rollback()
                 raise
             conn.commit()
-            for callback in conn.info.pop(_AFTER_COMMIT, ()):
-                callback()
+            callbacks = conn.info.pop(_AFTER_COMMIT, ())
+        for callback in callbacks:
+            callback()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:

@@ -35,12 +35,10 @@ def _params(response) -> dict:
 @pytest.fixture(autouse=True)
 def _forget_added_parameters(server):
     """The server (and its registry) lives for the whole session: unregister what a test added."""
-    before = {t: dict(server.registry.params_for(t)) for t in ("Patient",)}
+    before = {p.url for p in server.registry.params_for("Patient").values()}
     yield
-    for rtype, params in before.items():
-        current = server.registry.params_for(rtype)
-        for code in set(current) - set(params):
-            del current[code]
+    for url in {p.url for p in server.registry.params_for("Patient").values()} - before:
+        server.registry.remove(url)
 
 
 @pytest.fixture
@@ -109,3 +107,19 @@ def test_reindex_instance_level(fhir, server):
     assert fhir.post("Patient/nobody/$reindex").status_code == 404
     fhir.delete(f"Patient/{second}")
     assert fhir.post(f"Patient/{second}/$reindex").status_code == 410
+
+
+def test_deleted_or_retired_search_parameter_stops_applying(fhir, server):
+    created = fhir.post("SearchParameter", json={**DISTRICT, "url": "http://example.org/SearchParameter/district-4"})
+    assert server.registry.get("Patient", "village") is not None
+    retired = {**created.json(), "status": "retired"}
+    assert fhir.put(f"SearchParameter/{retired['id']}", json=retired).status_code == 200
+    assert server.registry.get("Patient", "village") is None
+    revived = {**retired, "status": "active"}
+    fhir.put(f"SearchParameter/{retired['id']}", json=revived)
+    assert server.registry.get("Patient", "village") is not None
+    fhir.delete(f"SearchParameter/{retired['id']}")
+    assert server.registry.get("Patient", "village") is None
+    # the search then reports the parameter as unknown instead of matching nothing silently
+    bundle = fhir.search("Patient?village=Shuimo")
+    assert bundle["entry"][-1]["search"]["mode"] == "outcome"
