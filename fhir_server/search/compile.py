@@ -8,7 +8,9 @@ ids that matching sources refer to; a composite joins its components' rows on ``
 
 from __future__ import annotations
 
-from sqlalchemy import Select, and_, false, func, not_, or_, select, true
+from contextlib import contextmanager
+
+from sqlalchemy import Select, and_, false, func, not_, or_, select, true, union
 from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_server.errors import InvalidRequest
@@ -44,8 +46,8 @@ class SearchCompiler:
     def page(self, request: SearchRequest, extra: ColumnElement | None = None) -> Select:
         query = select(resource.c.pid).where(self.where(request, extra))
         order = []
-        for key in request.sort:
-            query, column = self._sort_join(query, request.resource_type, key)
+        for position, key in enumerate(request.sort):
+            query, column = self._sort_join(query, request.resource_type, key, position)
             order.append(column.desc() if key.descending else column.asc())
         # values missing sort last on both engines; pid keeps pages stable
         query = query.order_by(*(c.nulls_last() for c in order), resource.c.pid)
@@ -55,12 +57,13 @@ class SearchCompiler:
         return select(func.count()).select_from(resource).where(self.where(request, extra))
 
     # ---- filters -------------------------------------------------------------------------
-    def condition(self, rtype: str, item: Filter | ReverseChain) -> ColumnElement:
+    def condition(self, rtype: str, item: Filter | ReverseChain, row=resource) -> ColumnElement:
+        """One filter over ``row`` (the resource table, or an alias of it inside a chain)."""
         if isinstance(item, ReverseChain):
-            return resource.c.res_id.in_(self._reverse_ids(rtype, item))
+            return row.c.res_id.in_(self._reverse_ids(rtype, item))
         if item.chain:
-            return resource.c.pid.in_(self._chain_pids(rtype, item))
-        return self._local(item, resource.c.pid, resource.c.res_id, resource.c.last_updated)
+            return row.c.pid.in_(self._chain_pids(rtype, item))
+        return self._local(item, row.c.pid, row.c.res_id, row.c.last_updated)
 
     def pids_matching(self, rtype: str, item: Filter) -> Select:
         """pids of live ``rtype`` resources matching one filter (used for chains)."""
@@ -72,13 +75,16 @@ class SearchCompiler:
     def _local(self, item: Filter, pid_col, id_col, updated_col) -> ColumnElement:
         param = item.param
         if param.code == "_id":
+            if item.modifier == "missing":  # every resource has an id
+                return false() if item.values[0].raw == "true" else true()
             ids = [split_escaped(v.raw, ",")[0] for v in item.values]
             clause = id_col.in_(ids)
             return not_(clause) if item.modifier == "not" else clause
         if param.code == "_lastUpdated":
             if item.modifier == "missing":
                 return false() if item.values[0].raw == "true" else true()
-            return or_(*(date_index.range_condition(updated_col, updated_col, v) for v in item.values))
+            with _naming(param.code):
+                return or_(*(date_index.range_condition(updated_col, updated_col, v) for v in item.values))
         if item.modifier == "missing":
             has_any = pid_col.in_(self._any_row(param))
             return not_(has_any) if item.values[0].raw == "true" else has_any
@@ -87,7 +93,8 @@ class SearchCompiler:
         sp = self._sp(param.resource_type, param.code)
         table = INDEX_TABLES[param.type]
         modifier = None if item.modifier == "not" else item.modifier
-        values = or_(*(self._value(param.type, table, v, modifier) for v in item.values))
+        with _naming(param.code):
+            values = or_(*(self._value(param.type, table, v, modifier) for v in item.values))
         rows = select(table.c.pid).where(table.c.sp == sp, values)
         if item.modifier == "not":
             return pid_col.not_in(rows)
@@ -120,51 +127,52 @@ class SearchCompiler:
                 table = INDEX_TABLES[comp.param.type].alias(f"c{position}")
                 prefix, raw = split_prefix(comp.param.type, part)
                 sp = self._sp(param.resource_type, component_code(param.code, position))
-                conditions += [table.c.sp == sp, self._value(comp.param.type, table, Value(raw, prefix), None)]
+                with _naming(param.code):
+                    value_condition = self._value(comp.param.type, table, Value(raw, prefix), None)
+                conditions += [table.c.sp == sp, value_condition]
                 if tables:
                     conditions += [table.c.pid == tables[0].c.pid, table.c.grp == tables[0].c.grp]
                 tables.append(table)
             alternatives.append(select(tables[0].c.pid).select_from(*tables).where(and_(*conditions)))
-        query = alternatives[0]
-        for other in alternatives[1:]:
-            query = query.union(other)
-        return query
+        return alternatives[0] if len(alternatives) == 1 else union(*alternatives)
 
+    # Chains and _has join the resource table (aliased) instead of nesting one more IN (SELECT …)
+    # per step: SQLite's parser overflows on deeply nested subqueries.
     def _chain_pids(self, rtype: str, item: Filter) -> Select:
         """pids of ``rtype`` whose reference (first link) points at a resource matching the rest."""
         link, rest = item.chain[0], item.chain[1:]
         inner = Filter(item.param, item.modifier, item.values, rest)
-        if rest:
-            target_pids = self._chain_pids(link.target, inner)
-        else:
-            target_pids = self.pids_matching(link.target, inner)
         refs = INDEX_TABLES["reference"]
-        target = resource.alias("target")
+        target = resource.alias()
         return (
             select(refs.c.pid)
             .join(target, and_(target.c.res_type == refs.c.target_type, target.c.res_id == refs.c.target_id))
             .where(
                 refs.c.sp == self._sp(rtype, link.param.code),
                 refs.c.target_type == link.target,
-                target.c.pid.in_(target_pids),
+                target.c.deleted.is_(False),
+                self.condition(link.target, inner, target),
             )
         )
 
     def _reverse_ids(self, rtype: str, item: ReverseChain) -> Select:
         """ids of ``rtype`` resources that a matching ``item.source_type`` resource refers to."""
         refs = INDEX_TABLES["reference"]
-        source = select(resource.c.pid).where(
-            resource.c.res_type == item.source_type, resource.c.deleted.is_(False),
-            self.condition(item.source_type, item.inner),
-        )
-        return select(refs.c.target_id).where(
-            refs.c.sp == self._sp(item.source_type, item.reference.code),
-            refs.c.target_type == rtype,
-            refs.c.pid.in_(source),
+        source = resource.alias()
+        return (
+            select(refs.c.target_id)
+            .join(source, source.c.pid == refs.c.pid)
+            .where(
+                refs.c.sp == self._sp(item.source_type, item.reference.code),
+                refs.c.target_type == rtype,
+                source.c.res_type == item.source_type,
+                source.c.deleted.is_(False),
+                self.condition(item.source_type, item.inner, source),
+            )
         )
 
     # ---- sorting -------------------------------------------------------------------------
-    def _sort_join(self, query: Select, rtype: str, key: SortKey):
+    def _sort_join(self, query: Select, rtype: str, key: SortKey, position: int = 0):
         param = key.param
         if param.code == "_id":
             return query, resource.c.res_id
@@ -180,7 +188,7 @@ class SearchCompiler:
             select(table.c.pid.label("pid"), pick.label("k"))
             .where(table.c.sp == self._sp(rtype, param.code))
             .group_by(table.c.pid)
-            .subquery(f"sort_{param.code.replace('-', '_')}")
+            .subquery(f"sort{position}")  # codes of client-defined parameters are not identifiers
         )
         return query.outerjoin(keyed, keyed.c.pid == resource.c.pid), keyed.c.k
 
@@ -188,6 +196,15 @@ class SearchCompiler:
         # A parameter never indexed has no key yet; -1 matches no row.
         key = self.keys.lookup(rtype, code)
         return -1 if key is None else key
+
+
+@contextmanager
+def _naming(code: str):
+    """A malformed value is reported naming its parameter: ``date: 'x' is not a FHIR date``."""
+    try:
+        yield
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"Search parameter {code!r}: {exc.message}") from None
 
 
 __all__ = ["SearchCompiler"]

@@ -31,6 +31,11 @@ MODIFIERS = {
 }
 SUMMARY_MODES = {"true", "false", "count", "text", "data"}
 TOTAL_MODES = {"none", "estimate", "accurate"}
+# Chain links (subject:Patient.organization.name has 2) plus nested _has levels in one parameter,
+# and values in one OR list. Each link nests a subquery; SQLite refuses SQL nested too deeply
+# (parser stack, expression depth 1000): these limits keep every such query valid there.
+MAX_CHAIN_DEPTH = 5
+MAX_VALUES = 100
 _NUMBER_PREFIX = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb|ap)(?=[-+0-9.])")
 _DATE_PREFIX = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb|ap)(?=\d)")
 
@@ -108,12 +113,15 @@ def parse_search(
     options: dict = {"count": default_count, "offset": 0, "summary": None, "elements": (), "total": None}
 
     for name, value in pairs:
+        if "\x00" in name or "\x00" in value:  # no stored value has one; PostgreSQL rejects it
+            raise InvalidRequest(f"Search parameter {name!r} contains a NUL character")
         base = name.split(":", 1)[0]
-        if base in CONTROL_PARAMETERS:
-            _control(registry, resource_type, name, value, options, sort, includes, max_count)
-            continue
         try:
-            if base == "_has":
+            if base in CONTROL_PARAMETERS:
+                _control(registry, resource_type, name, value, options, sort, includes, max_count)
+            elif name.count("_has:") + name.count(".") > MAX_CHAIN_DEPTH:
+                raise InvalidRequest(f"{name!r} chains more than {MAX_CHAIN_DEPTH} references (links and _has)")
+            elif base == "_has":
                 filters.append(_reverse_chain(registry, resource_type, name, value))
             else:
                 filters.append(_filter(registry, resource_type, name, value))
@@ -157,6 +165,8 @@ def _values(param: SearchParam, value: str, name: str) -> list[Value]:
     parts = split_escaped(value, ",")
     if not parts or all(p == "" for p in parts):
         raise InvalidRequest(f"Search parameter {name!r} has an empty value")
+    if len(parts) > MAX_VALUES:
+        raise InvalidRequest(f"Search parameter {name!r} has more than {MAX_VALUES} values")
     return [Value(raw, prefix) for prefix, raw in (split_prefix(param.type, part) for part in parts)]
 
 
@@ -195,10 +205,16 @@ def _control(registry, rtype, name, value, options, sort, includes, max_count) -
     elif base == "_offset":
         options["offset"] = _non_negative(name, value)
     elif base == "_sort":
+        unknown = None
         for key in filter(None, value.split(",")):
             descending = key.startswith("-")
             code = key.lstrip("-")
-            sort.append(SortKey(_param(registry, rtype, code, for_sort=True), descending))
+            try:
+                sort.append(SortKey(_param(registry, rtype, code, for_sort=True), descending))
+            except UnknownParameter as exc:  # the other keys still apply
+                unknown = unknown or exc
+        if unknown:
+            raise unknown
     elif base in ("_include", "_revinclude"):
         if modifier not in ("", "iterate", "recurse"):
             raise InvalidRequest(f"{name}: unknown modifier :{modifier}")
@@ -239,7 +255,7 @@ def _param(registry: SearchParamRegistry, rtype: str, code: str, for_sort: bool 
     if param is None:
         raise UnknownParameter(f"Unknown search parameter {code!r} for {rtype}; it was ignored")
     if for_sort and param.type == "composite":
-        raise InvalidRequest(f"Cannot sort by composite parameter {code!r}")
+        raise InvalidRequest(f"_sort: cannot sort by composite parameter {code!r}")
     return param
 
 

@@ -54,6 +54,7 @@ class SearchService:
     def find_ids(self, conn: Connection, res_type: str, pairs: list[tuple[str, str]]) -> list[str]:
         """Ids matching conditional-interaction criteria (strict: an unknown parameter is an error)."""
         request = self.parse(res_type, pairs, strict=True)
+        self.store.flush(conn)  # index rows this transaction has written must be visible
         query = select(resource.c.res_id).where(self.compiler.where(request)).limit(2)
         return [row.res_id for row in conn.execute(query)]
 
@@ -61,7 +62,8 @@ class SearchService:
         if conn is None:
             with self.db.read() as c:
                 return self.search(request, c)
-        if request.summary == "count":
+        self.store.flush(conn)  # inside a write transaction: make its own index rows visible
+        if request.summary == "count" or request.count == 0:  # _count=0: the total, no pages to follow
             total = conn.execute(self.compiler.count(request)).scalar_one()
             return SearchResult(request, [], total=total)
         page = request.count + 1  # one more than asked tells whether a next page exists

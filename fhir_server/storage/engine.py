@@ -19,12 +19,22 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-_AFTER_COMMIT = "after_commit"
+_TX_STATE = "write_transaction"
+
+
+def transaction_state(conn: Connection) -> dict | None:
+    """State kept for the current write transaction of ``conn`` (None outside one)."""
+    return conn.info.get(_TX_STATE)
+
+
+def before_commit(conn: Connection) -> list:
+    """Callables to run just before this connection's write transaction commits."""
+    return conn.info[_TX_STATE].setdefault("before_commit", [])
 
 
 def after_commit(conn: Connection) -> list:
-    """The list of callables to run when this connection's write transaction commits."""
-    return conn.info.setdefault(_AFTER_COMMIT, [])
+    """Callables to run once this connection's write transaction has committed."""
+    return conn.info[_TX_STATE].setdefault("after_commit", [])
 
 
 class Database:
@@ -47,23 +57,29 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back on any error.
 
-        Callables put in ``after_commit(conn)`` run once the commit has succeeded and the
-        write lock is released (so they may open transactions of their own).
+        ``transaction_state(conn)`` is a dict that lives exactly as long as the transaction;
+        callables in ``before_commit(conn)`` run just before the commit, and those in
+        ``after_commit(conn)`` once it has succeeded and the write lock is released (so they may
+        open transactions of their own).
         """
         with self._write_lock, self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             else:
                 conn.begin()
+            conn.info[_TX_STATE] = state = {}
             try:
                 yield conn
+                for callback in state.get("before_commit", ()):
+                    callback()
             except BaseException:
-                conn.info.pop(_AFTER_COMMIT, None)
                 conn.rollback()
                 raise
-            conn.commit()
-            callbacks = conn.info.pop(_AFTER_COMMIT, ())
-        for callback in callbacks:
+            else:
+                conn.commit()
+            finally:
+                conn.info.pop(_TX_STATE, None)
+        for callback in state.get("after_commit", ()):
             callback()
 
     @contextlib.contextmanager

@@ -10,12 +10,13 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Dialect, Table, and_, bindparam, delete, func, insert, select, update
 
 from fhir_server.search.indexer import IndexRow
-from fhir_server.storage.engine import after_commit
+from fhir_server.storage.engine import after_commit, before_commit, transaction_state
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history, search_param
 
 
@@ -49,7 +50,6 @@ _UPDATE_RESOURCE = (
     .values(version=bindparam("version"), last_updated=bindparam("last_updated"),
             deleted=bindparam("deleted"), content=bindparam("content"))
 )
-_INSERT_INDEX = {kind: insert(table) for kind, table in INDEX_TABLES.items()}
 _DELETE_INDEX = [delete(table).where(table.c.pid.in_(bindparam("pids", expanding=True)))
                  for table in INDEX_TABLES.values()]
 _HISTORY_COLS = (
@@ -57,6 +57,33 @@ _HISTORY_COLS = (
     resource_history.c.version, resource_history.c.last_updated, resource_history.c.deleted,
     resource_history.c.content, resource_history.c.method,
 )
+
+
+_PENDING = "pending_index_rows"
+
+
+@lru_cache(maxsize=None)
+def _insert_sql(dialect: Dialect, table: Table):
+    """An INSERT compiled once per dialect, its parameter order (for positional drivers) and
+    the column types' bind converters (e.g. datetimes as SQLAlchemy stores them in SQLite)."""
+    compiled = insert(table).compile(dialect=dialect)
+    converters = {}
+    for column in table.columns:
+        processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+        if processor is not None:
+            converters[column.name] = processor
+    order = tuple(compiled.positiontup) if compiled.positional else None
+    return str(compiled), order, converters
+
+
+def _executemany(conn: Connection, table: Table, rows: list[dict]) -> None:
+    """Many rows through the driver's executemany, without per-row SQLAlchemy statement work."""
+    sql, order, converters = _insert_sql(conn.dialect, table)
+    if converters:
+        rows = [{**row, **{k: f(row[k]) for k, f in converters.items() if row.get(k) is not None}}
+                for row in rows]
+    params = [tuple(row[name] for name in order) for row in rows] if order else rows
+    conn.exec_driver_sql(sql, params)
 
 
 class SearchParamKeys:
@@ -178,19 +205,48 @@ class ResourceStore:
         })
 
     def write_index(self, conn: Connection, pid: int, res_type: str, rows: list[IndexRow], *, fresh: bool) -> None:
-        """Replace the index rows of a resource (``fresh``: it has none yet)."""
+        """Replace the index rows of a resource (``fresh``: it has none yet).
+
+        The rows wait in the transaction until ``flush``: a Bundle of hundreds of resources
+        then costs one statement per index table instead of several per resource.
+        """
         if not fresh:
             self.clear_index(conn, [pid])
-        by_table: dict[str, list[dict]] = defaultdict(list)
-        for row in rows:
-            sp = self.keys.get(conn, res_type, row.code)
-            by_table[row.kind].append({"sp": sp, "pid": pid, "grp": row.grp, **row.values})
-        for kind, values in by_table.items():
-            conn.execute(_INSERT_INDEX[kind], values)
+        keys = self.keys
+        self._pending(conn)[pid] = [
+            (row.kind, {"sp": keys.get(conn, res_type, row.code), "pid": pid, "grp": row.grp, **row.values})
+            for row in rows
+        ]
 
     def clear_index(self, conn: Connection, pids: Sequence[int]) -> None:
+        pending = self._pending(conn)
+        for pid in pids:
+            pending.pop(pid, None)
         for statement in _DELETE_INDEX:
             conn.execute(statement, {"pids": list(pids)})
+
+    def flush(self, conn: Connection) -> None:
+        """Write the index rows waiting in this transaction (run before commit and before searches)."""
+        state = transaction_state(conn)
+        pending = state.get(_PENDING) if state else None
+        if not pending:
+            return
+        by_kind: dict[str, list[dict]] = defaultdict(list)
+        for rows in pending.values():
+            for kind, values in rows:
+                by_kind[kind].append(values)
+        pending.clear()
+        for kind, values in by_kind.items():
+            _executemany(conn, INDEX_TABLES[kind], values)
+
+    def _pending(self, conn: Connection) -> dict[int, list[tuple[str, dict]]]:
+        state = transaction_state(conn)
+        if state is None:
+            raise RuntimeError("index rows can only be written inside Database.write()")
+        if _PENDING not in state:
+            state[_PENDING] = {}
+            before_commit(conn).append(lambda: self.flush(conn))
+        return state[_PENDING]
 
     def pids_of_type(self, conn: Connection, res_type: str | None, after_pid: int, limit: int) -> list[Stored]:
         """Live resources in pid order, for batch jobs such as $reindex."""

@@ -28,8 +28,15 @@ _DATE = re.compile(
 def parse_range(text: str) -> tuple[datetime, datetime]:
     """The inclusive naive-UTC range a FHIR date/dateTime/instant string stands for.
 
-    Raises ValueError for anything else.
+    Raises ValueError for anything else (also for a moment outside years 1-9999 in UTC).
     """
+    try:
+        return _parse_range(text)
+    except OverflowError:
+        raise ValueError(f"{text!r} is outside the supported range of dates") from None
+
+
+def _parse_range(text: str) -> tuple[datetime, datetime]:
     match = _DATE.match(text.strip())
     if not match:
         raise ValueError(f"{text!r} is not a FHIR date or dateTime")
@@ -43,15 +50,15 @@ def parse_range(text: str) -> tuple[datetime, datetime]:
         low, high = datetime(year, month, 1), datetime(year, month, last, 23, 59, 59, 999999)
     elif g["H"] is None:
         low = datetime(year, int(g["m"]), int(g["d"]))
-        high = low + timedelta(days=1) - timedelta(microseconds=1)
+        high = low.replace(hour=23, minute=59, second=59, microsecond=999999)
     else:
         minute = int(g["M"] or 0)
         if g["S"] is None:
             low = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), minute)
-            high = low + timedelta(minutes=1) - timedelta(microseconds=1)
+            high = low.replace(second=59, microsecond=999999)
         elif g["f"] is None:
             low = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), minute, int(g["S"]))
-            high = low + timedelta(seconds=1) - timedelta(microseconds=1)
+            high = low.replace(microsecond=999999)
         else:
             micro = int(g["f"][:6].ljust(6, "0"))
             low = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), minute, int(g["S"]), micro)
@@ -108,4 +115,6 @@ def range_condition(low_col, high_col, value):
     # ap: within 10% of the distance between the value and now, at least a day
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     gap = max(abs(now - low) / 10, timedelta(days=1))
-    return compare(low_col, high_col, value.prefix, low, high, low - gap, high + gap)
+    ap_low = low - gap if low - MIN > gap else MIN
+    ap_high = high + gap if MAX - high > gap else MAX
+    return compare(low_col, high_col, value.prefix, low, high, ap_low, ap_high)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from fhir_server.errors import InvalidRequest
@@ -20,14 +21,15 @@ def extract(node) -> list[dict]:
     return []
 
 
+# A FHIR decimal (leading zeros and '+' tolerated); the exponent is bounded so that the
+# precision arithmetic below stays inside Decimal's context (1e99999999999 is not a 500).
+_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,4})?", re.ASCII)
+
+
 def parse_number(raw: str, what: str = "number") -> Decimal:
-    try:
-        number = Decimal(raw)
-    except ArithmeticError:
-        raise InvalidRequest(f"{raw!r} is not a valid {what}") from None
-    if not number.is_finite():
+    if not _DECIMAL.fullmatch(raw):
         raise InvalidRequest(f"{raw!r} is not a valid {what}")
-    return number
+    return Decimal(raw)
 
 
 def precision_range(number: Decimal) -> tuple[float, float]:

@@ -16,6 +16,7 @@ from fhir_server.errors import InvalidRequest
 from fhir_server.search.parse import split_escaped, unescape
 from fhir_server.search.units import canonical_forms, canonicalize, to_ucum
 from fhir_server.storage.index.number import number_condition, parse_number
+from fhir_server.storage.index.text import clip
 
 KIND = "quantity"
 UCUM = "http://unitsofmeasure.org"
@@ -41,14 +42,18 @@ def extract(node, analyte: str | None = None) -> list[dict]:
     value = float(value)
     code = ucum_code(node)
     forms = canonical_forms(value, code, analyte) if code else ()
-    return [{
-        "system": node.get("system"),
-        "code": node.get("code"),
-        "unit": (node.get("unit") or "")[:64] or None,
+    return [{  # strings cut to their column widths (PostgreSQL refuses longer values)
+        "system": _clip(node.get("system"), 256),
+        "code": _clip(node.get("code"), 64),
+        "unit": _clip(node.get("unit"), 64),
         "value": value,
-        "canonical_code": canonical.code if canonical else None,
+        "canonical_code": _clip(canonical.code, 64) if canonical else None,
         "canonical_value": canonical.value if canonical else None,
     } for canonical in (forms or (None,))]
+
+
+def _clip(value, limit: int) -> str | None:
+    return clip(value, limit) or None if isinstance(value, str) else None
 
 
 def condition(t, value, modifier):
@@ -64,13 +69,14 @@ def condition(t, value, modifier):
         def to_canonical(x: float) -> float:
             return canonicalize(x, code).value
 
-        return and_(t.c.canonical_code == canonical_unit.code,
+        return and_(t.c.canonical_code == clip(canonical_unit.code, 64),
                     number_condition(t.c.canonical_value, value, number, convert=to_canonical))
     condition = number_condition(t.c.value, value, number)
     if code:
-        unit_match = or_(t.c.code == code, and_(t.c.code.is_(None), t.c.unit == code))
+        unit = clip(code, 64)  # as indexed
+        unit_match = or_(t.c.code == unit, and_(t.c.code.is_(None), t.c.unit == unit))
         condition = and_(condition, unit_match)
     if system:
-        condition = and_(condition, t.c.system == system)
+        condition = and_(condition, t.c.system == clip(system))
     return condition
 

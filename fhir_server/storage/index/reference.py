@@ -11,10 +11,12 @@ import re
 from sqlalchemy import and_, or_
 
 from fhir_server.search.parse import unescape
+from fhir_server.storage.index.text import clip
 
 KIND = "reference"
 
 _LOCAL = re.compile(r"^(?:(?P<base>.*)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
+_BARE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def parse_reference(reference: str) -> tuple[str | None, str | None, str | None]:
@@ -29,12 +31,17 @@ def parse_reference(reference: str) -> tuple[str | None, str | None, str | None]
 def _row(target_type=None, target_id=None, url=None, identifier=None) -> dict:
     identifier = identifier if isinstance(identifier, dict) else {}
     return {
-        "target_type": target_type,
+        "target_type": _clip(target_type, 64),
         "target_id": target_id,
         "url": url[:512] if url else None,
-        "identifier_system": identifier.get("system"),
-        "identifier_value": identifier.get("value"),
+        "identifier_system": _clip(identifier.get("system")),
+        "identifier_value": _clip(identifier.get("value")),
     }
+
+
+def _clip(value, limit: int = 256) -> str | None:
+    """Cut to the column width (PostgreSQL refuses longer values); non-strings are not indexed."""
+    return clip(value, limit) if isinstance(value, str) else None
 
 
 def extract(node) -> list[dict]:
@@ -56,17 +63,17 @@ def condition(t, value, modifier, base_url: str = ""):
     if modifier == "identifier":
         system, sep, ident = raw.rpartition("|")
         if not sep:
-            return t.c.identifier_value == raw
-        return and_(t.c.identifier_value == ident, t.c.identifier_system == (system or None))
+            return t.c.identifier_value == clip(raw)
+        return and_(t.c.identifier_value == clip(ident), t.c.identifier_system == (clip(system) or None))
     rtype, rid, url = parse_reference(raw)
     if url and base_url and raw.startswith(base_url.rstrip("/") + "/"):
         url = None  # a full URL on this server is a local reference
-    if rid is None and url is None:
-        rid = raw  # a bare id
+    if rid is None and (url is None or _BARE_ID.fullmatch(raw)):
+        rid, url = raw, None  # a bare id: patient=123 or subject:Patient=123
     if url is not None:
-        return or_(t.c.url == url, t.c.url.startswith(url + "|", autoescape=True))
+        return or_(t.c.url == url[:512], t.c.url.startswith(url + "|", autoescape=True))
     condition = t.c.target_id == rid
-    wanted_type = rtype or (modifier if modifier and modifier[0].isupper() else None)
-    if wanted_type:
+    # subject=Patient/1 and subject:Patient=1 both name the type; subject:Patient=Group/1 matches nothing
+    for wanted_type in {rtype, modifier if modifier and modifier[0].isupper() else None} - {None}:
         condition = and_(condition, t.c.target_type == wanted_type)
     return condition

@@ -19,5 +19,6 @@ def normalise(text: str) -> str:
     return folded.casefold().strip()[:MAX_LEN]
 
 
-def clip(text: str) -> str:
-    return text[:MAX_LEN]
+def clip(text: str, limit: int = MAX_LEN) -> str:
+    """``text`` cut to the width of its index column (PostgreSQL refuses longer values)."""
+    return text[:limit]

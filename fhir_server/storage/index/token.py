@@ -16,9 +16,13 @@ def _row(system, code, text=None, type_coding: dict | None = None) -> dict:
         "system": clip(system) if system else None,
         "code": clip(str(code)) if code is not None else None,
         "text": normalise(text) if text else None,
-        "type_system": (type_coding or {}).get("system"),
-        "type_code": (type_coding or {}).get("code"),
+        "type_system": _clip((type_coding or {}).get("system")),
+        "type_code": _clip((type_coding or {}).get("code"), 64),
     }
+
+
+def _clip(value, limit: int = 256) -> str | None:
+    return clip(value, limit) if isinstance(value, str) else None
 
 
 def extract(node) -> list[dict]:
@@ -51,12 +55,14 @@ def condition(t, value, modifier):
         parts = [unescape(p) for p in split_escaped(value.raw, "|")]
         if len(parts) != 3 or not parts[2]:
             raise InvalidRequest(f":of-type needs type-system|type-code|value, not {value.raw!r}")
-        return and_(t.c.type_system == parts[0], t.c.type_code == parts[1], t.c.code == parts[2])
+        return and_(t.c.type_system == clip(parts[0]), t.c.type_code == clip(parts[1], 64),
+                    t.c.code == clip(parts[2]))
     if modifier in ("above", "below"):
         raise InvalidRequest(
             f":{modifier} on tokens needs code-system subsumption, which this server does not support"
         )
     parts = [unescape(p) for p in split_escaped(value.raw, "|")]
+    parts = [clip(p) for p in parts]  # stored values are clipped to the column width too
     if len(parts) == 1:
         return t.c.code == parts[0]
     if len(parts) != 2:
