@@ -53,10 +53,14 @@ def elements(resource: dict, names: tuple[str, ...]) -> dict:
 
 @lru_cache(maxsize=None)
 def _mandatory(resource_type: str) -> frozenset[str]:
+    """Top-level elements with minimum cardinality 1 (complex ones, and primitives such as
+    Observation.status, which the models list separately so an extension may stand in)."""
     cls = model_class(resource_type)
     if cls is None:
         return frozenset()
-    return frozenset(
+    complex_required = {
         field.alias or name for name, field in cls.model_fields.items()
         if field.is_required() and (field.json_schema_extra or {}).get("element_property")
-    )
+    }
+    primitives = {name for name, _extension in cls.model_construct().get_required_fields()}
+    return frozenset(complex_required | primitives)
