@@ -1,0 +1,323 @@
+"""Benchmarks of the FHIR server: writes, transaction ingest, typical searches, memory.
+
+    python bench/run.py --patients 10000 --engine sqlite
+    python bench/run.py --patients 100000 --engine both
+
+For each engine it loads a synthetic county (``python -m fhir_server demo``) into a fresh
+database, starts the real server process, drives it over HTTP on loopback and prints a table,
+which it also appends to ``bench/RESULTS.md`` with the machine and the command line.
+PostgreSQL runs on a throwaway cluster started by ``.ci/postgres.sh``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+RESULTS = ROOT / "bench" / "RESULTS.md"
+LOINC = "http://loinc.org"
+RESIDENT_ID = "urn:oid:2.16.156.10011.1.3"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- databases -----------------------------------------------------------------------------
+def sqlite_url() -> str:
+    path = OUT / "bench.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
+def postgres_url() -> str:
+    script = ROOT / ".ci" / "postgres.sh"
+    subprocess.run(["bash", str(script), "stop"], check=False, capture_output=True)
+    started = subprocess.run(["bash", str(script), "start"], check=True, capture_output=True, text=True)
+    return started.stdout.strip().splitlines()[-1]
+
+
+# ---- the server process ----------------------------------------------------------------------
+class ServerProcess:
+    def __init__(self, database_url: str, workers: int):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}/fhir"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fhir_server", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--database-url", database_url, "--workers", str(workers)],
+            cwd=OUT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.base}/metadata", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("the server did not start")
+
+    def peak_rss_mib(self) -> float:
+        """Peak resident memory (VmHWM) of the server process and its workers."""
+        pids = [self.proc.pid] + _children(self.proc.pid)
+        total = 0
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1])
+            except FileNotFoundError:
+                pass
+        return total / 1024
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    except FileNotFoundError:
+        return []
+    return [int(p) for p in out.split()]
+
+
+# ---- workloads -----------------------------------------------------------------------------
+def patient_body(i: int) -> dict:
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": "http://bench.example/mrn", "value": f"B{i:08d}"}],
+        "name": [{"family": "李", "given": ["建国"], "text": "李建国"}],
+        "gender": "male" if i % 2 else "female",
+        "birthDate": f"19{40 + i % 50:02d}-0{1 + i % 9}-1{i % 9}",
+        "address": [{"text": "湖南省某某县某某镇某某村", "district": "某某县"}],
+    }
+
+
+def bench_creates(base: str, count: int, concurrency: int) -> float:
+    """Single creates over HTTP with keep-alive connections; returns creates per second."""
+    bodies = [orjson.dumps(patient_body(i)) for i in range(count)]
+    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+
+    def worker(chunk: list[bytes]) -> None:
+        with httpx.Client(base_url=base, timeout=30) as client:
+            for body in chunk:
+                response = client.post("/Patient", content=body, headers=headers)
+                if response.status_code != 201:
+                    raise RuntimeError(f"create failed: {response.status_code} {response.text[:200]}")
+
+    chunks = [bodies[i::concurrency] for i in range(concurrency)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(worker, chunks))
+    return count / (time.perf_counter() - started)
+
+
+def transaction_bundle(n: int, size: int) -> bytes:
+    """A transaction of one patient and ``size - 1`` blood-pressure observations."""
+    entries = [{"fullUrl": f"urn:uuid:p-{n}", "resource": patient_body(n),
+                "request": {"method": "POST", "url": "Patient"}}]
+    for k in range(size - 1):
+        entries.append({
+            "resource": {
+                "resourceType": "Observation", "status": "final",
+                "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
+                "subject": {"reference": f"urn:uuid:p-{n}"},
+                "effectiveDateTime": f"2025-{1 + k % 12:02d}-{1 + k % 28:02d}T09:00:00+08:00",
+                "component": [
+                    {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
+                     "valueQuantity": {"value": 120 + k % 60, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                    {"code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
+                     "valueQuantity": {"value": 70 + k % 40, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                ],
+            },
+            "request": {"method": "POST", "url": "Observation"},
+        })
+    return orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+
+
+def bench_transactions(base: str, bundles: int, size: int, concurrency: int) -> float:
+    """Transaction Bundles of ``size`` entries; returns resources per second."""
+    bodies = [transaction_bundle(i, size) for i in range(bundles)]
+    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+
+    def worker(chunk: list[bytes]) -> None:
+        with httpx.Client(base_url=base, timeout=120) as client:
+            for body in chunk:
+                response = client.post("/", content=body, headers=headers)
+                if response.status_code != 200:
+                    raise RuntimeError(f"transaction failed: {response.status_code} {response.text[:300]}")
+
+    chunks = [bodies[i::concurrency] for i in range(concurrency)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(worker, chunks))
+    return bundles * size / (time.perf_counter() - started)
+
+
+def sample_targets(base: str, samples: int, seed: int = 7) -> list[dict]:
+    """Patients of the demo county with an identifier, to aim the searches at."""
+    rng = random.Random(seed)
+    with httpx.Client(base_url=base, timeout=60) as client:
+        total = client.get("/Patient", params={"_summary": "count"}).json()["total"]
+        targets = []
+        for _ in range(samples):
+            offset = rng.randrange(max(total, 1))
+            bundle = client.get("/Patient", params={"_count": 1, "_offset": offset,
+                                                   "identifier": f"{RESIDENT_ID}|"}).json()
+            for entry in bundle.get("entry", []):
+                p = entry["resource"]
+                ident = next(i["value"] for i in p["identifier"] if i.get("system") == RESIDENT_ID)
+                targets.append({"id": p["id"], "identifier": ident})
+    return targets
+
+
+SEARCHES = {
+    "patient by identifier": lambda t: ("/Patient", {"identifier": f"{RESIDENT_ID}|{t['identifier']}"}),
+    "patient's BP by code and date": lambda t: ("/Observation", {
+        "subject": f"Patient/{t['id']}", "code": f"{LOINC}|85354-9", "date": ["ge2025-07-01", "lt2026-07-01"]}),
+    "code + value-quantity": lambda t: ("/Observation", {
+        "code": f"{LOINC}|14771-0,{LOINC}|1558-6",
+        "value-quantity": "gt16.7|http://unitsofmeasure.org|mmol/L", "_count": "20"}),
+    "patient _revinclude Observation": lambda t: ("/Patient", {
+        "_id": t["id"], "_revinclude": "Observation:subject"}),
+    "chained subject identifier": lambda t: ("/Observation", {
+        "subject:Patient.identifier": f"{RESIDENT_ID}|{t['identifier']}", "code": f"{LOINC}|85354-9"}),
+}
+
+
+def bench_searches(base: str, targets: list[dict], rounds: int) -> dict[str, tuple[float, float, float, float]]:
+    """Latency percentiles (ms) of each typical search, and mean results per search."""
+    results = {}
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for name, build in SEARCHES.items():
+            for t in targets[:5]:  # warm-up
+                path, params = build(t)
+                client.get(path, params=params)
+            latencies, found = [], []
+            for i in range(rounds):
+                path, params = build(targets[i % len(targets)])
+                started = time.perf_counter()
+                response = client.get(path, params=params)
+                latencies.append((time.perf_counter() - started) * 1000)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{name}: {response.status_code} {response.text[:300]}")
+                found.append(len(response.json().get("entry", [])))
+            qs = statistics.quantiles(latencies, n=100)
+            results[name] = (qs[49], qs[94], qs[98], statistics.mean(found))
+    return results
+
+
+# ---- one engine ----------------------------------------------------------------------------
+def run_engine(engine: str, args) -> dict:
+    url = sqlite_url() if engine == "sqlite" else postgres_url()
+    env = {**os.environ, "FHIR_DATABASE_URL": url}
+    print(f"[{engine}] loading {args.patients} demo patients ...", flush=True)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "fhir_server", "demo", str(args.patients), "--database-url", url],
+                   cwd=OUT, check=True, env=env)
+    load_seconds = time.perf_counter() - started
+    workers = args.workers if args.workers else (2 if engine == "postgres" else 1)
+    server = ServerProcess(url, workers)
+    try:
+        with httpx.Client(base_url=server.base, timeout=60) as client:
+            stored = {t: client.get(f"/{t}", params={"_summary": "count"}).json()["total"]
+                      for t in ("Patient", "Observation")}
+        targets = sample_targets(server.base, 50)
+        searches = bench_searches(server.base, targets, args.rounds)
+        creates = bench_creates(server.base, args.creates, args.concurrency)
+        ingest = bench_transactions(server.base, args.bundles, args.bundle_size, args.concurrency)
+        peak = server.peak_rss_mib()
+    finally:
+        server.stop()
+        if engine == "postgres":
+            subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh"), "stop"], check=False, capture_output=True)
+    return {"engine": engine, "workers": workers, "stored": stored, "load_seconds": load_seconds,
+            "creates": creates, "ingest": ingest, "searches": searches, "peak_mib": peak}
+
+
+def render(results: list[dict], args) -> str:
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB, Python {platform.python_version()}"
+    lines = [
+        f"## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {args.patients} demo patients",
+        "",
+        f"Machine: {machine}. Command: `python bench/run.py {' '.join(sys.argv[1:])}`",
+        "",
+        "| measure | " + " | ".join(r["engine"] for r in results) + " |",
+        "|---|" + "---|" * len(results),
+        "| server workers | " + " | ".join(str(r["workers"]) for r in results) + " |",
+        "| Patients / Observations stored | " + " | ".join(
+            f"{r['stored']['Patient']:,} / {r['stored']['Observation']:,}" for r in results) + " |",
+        "| demo load through the service layer (s) | " + " | ".join(f"{r['load_seconds']:.0f}" for r in results) + " |",
+        f"| single creates over HTTP (/s, {args.concurrency} clients) | " + " | ".join(f"{r['creates']:.0f}" for r in results) + " |",
+        f"| transaction ingest (resources/s, bundles of {args.bundle_size}) | " + " | ".join(f"{r['ingest']:.0f}" for r in results) + " |",
+    ]
+    for name in SEARCHES:
+        lines.append(f"| {name}: p50 / p95 / p99 ms (mean hits) | " + " | ".join(
+            "{:.1f} / {:.1f} / {:.1f} ({:.1f})".format(*r["searches"][name]) for r in results) + " |")
+    lines.append("| server peak memory (MiB, all workers) | " + " | ".join(f"{r['peak_mib']:.0f}" for r in results) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _memory_gib() -> float:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024 / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=10_000, help="demo patients to load (default 10000)")
+    parser.add_argument("--engine", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--creates", type=int, default=3000, help="single creates to time")
+    parser.add_argument("--bundles", type=int, default=60, help="transaction bundles to time")
+    parser.add_argument("--bundle-size", type=int, default=100, help="entries per transaction bundle")
+    parser.add_argument("--rounds", type=int, default=300, help="requests per typical search")
+    parser.add_argument("--concurrency", type=int, default=4, help="concurrent HTTP clients for writes")
+    parser.add_argument("--workers", type=int, default=0, help="server workers (default: 1 SQLite, 2 PostgreSQL)")
+    parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    engines = ["sqlite", "postgres"] if args.engine == "both" else [args.engine]
+    results = [run_engine(e, args) for e in engines]
+    table = render(results, args)
+    print("\n" + table)
+    if not args.no_record:
+        if not RESULTS.exists():
+            RESULTS.write_text("# Benchmark results\n\nAppended by `python bench/run.py`; newest last.\n\n")
+        with RESULTS.open("a") as f:
+            f.write(table + "\n")
+    if shutil.which("pgrep") is None:
+        print("note: pgrep not found; peak memory counts only the main server process")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
