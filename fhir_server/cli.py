@@ -80,6 +80,7 @@ def load_demo(server, patients: int, seed: int = 2026, only_if_empty: bool = Tru
         for batch in generate_county(patients, seed=seed):
             written += write_batch(server, batch)
             progress.advance(task, sum(1 for r in batch if r["resourceType"] == "Patient"))
+    server.db.analyze()
     elapsed = time.perf_counter() - started
     console.print(f"Demo county loaded: {written} resources in {elapsed:.1f} s ({written / elapsed:.0f}/s)")
 

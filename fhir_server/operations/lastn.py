@@ -54,9 +54,9 @@ def handle(server: Server, request: FhirRequest) -> FhirResponse:
     pairs = params.query_pairs(exclude=("max",))
     search = server.search.parse("Observation", [(k, v) for k, v in pairs if k != "_sort"], strict=request.strict)
 
-    ranked = _ranked(server, search).cte("ranked")
-    chosen = select(ranked.c.pid).where(ranked.c.rn <= maximum)
     with server.db.read() as conn:
+        ranked = _ranked(server, search, conn).cte("ranked")
+        chosen = select(ranked.c.pid).where(ranked.c.rn <= maximum)
         if search.summary == "count":
             total = conn.execute(select(func.count()).select_from(chosen.subquery())).scalar_one()
             result = SearchResult(search, [], total=total)
@@ -80,7 +80,7 @@ def handle(server: Server, request: FhirRequest) -> FhirResponse:
     return FhirResponse(200, searchset_bundle(result, request.base_url, "Observation/$lastn", link_pairs))
 
 
-def _ranked(server: Server, search):
+def _ranked(server: Server, search, conn):
     """select(pid, subject_key, code_key, rn) over the Observations matching the search."""
     refs = INDEX_TABLES["reference"].alias("subj")
     tokens = INDEX_TABLES["token"].alias("codes")
@@ -116,7 +116,7 @@ def _ranked(server: Server, search):
             code_key.label("code_key"),
             effective.label("effective"),
         )
-        .where(server.search.compiler.where(search))
+        .where(server.search.compiler.where(search, conn=conn))
         # MATERIALIZED (SQLite 3.35+, PostgreSQL 12+): each look-up runs once per row, not once
         # per use in the window and the outer query
         .cte("keyed")

@@ -1,16 +1,26 @@
 """Compile a parsed ``SearchRequest`` into SQLAlchemy Core selects over the index tables.
 
-Each filter becomes ``resource.pid IN (<select pid from an index table>)``; filters are ANDed,
-the values of one filter ORed. Chains join reference rows to their targets; ``_has`` selects the
-ids that matching sources refer to; a composite joins its components' rows on ``pid`` and
-``grp``. The same SQL runs on SQLite and PostgreSQL.
+Each filter compiles to a ``Criterion``: a check on one resource row (a correlated ``EXISTS``
+over an index table, or a test of the row's own columns) and, when the filter can produce it,
+the set of pids it matches. The query is driven by the most selective of those sets
+(``resource.pid IN (<driver>)``, which both engines walk in pid order, so ``LIMIT`` stops early)
+and every other filter is checked row by row through the ``(pid, sp)`` index. Which set is most
+selective is decided by counting a bounded sample of each (``choose_driver``), or by a fixed
+ranking when no connection is at hand.
+
+Filters are ANDed, the values of one filter ORed. Chains select the ids of matching targets and
+look them up in the reference index; ``_has`` selects the ids that matching sources refer to; a
+composite joins its components' rows on ``pid`` and ``grp``. The SQL is the same on SQLite and
+PostgreSQL.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-from sqlalchemy import Select, and_, false, func, not_, or_, select, true, union
+from sqlalchemy import Connection, FromClause, Select, and_, exists, false, func, not_, or_, select, true, union
 from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_server.errors import InvalidRequest
@@ -28,6 +38,23 @@ _SORT_COLUMN = {
     "string": "value", "token": "code", "number": "value", "quantity": "canonical_value",
     "reference": "target_id", "uri": "uri",
 }
+# Without a connection to count samples: how selective a kind of filter usually is (lower first).
+_RANK = {"reference": 0, "chain": 1, "string": 2, "uri": 2, "token": 3, "composite": 3,
+         "date": 4, "number": 4, "quantity": 4}
+# Driver candidates are compared by counting at most this many of their rows.
+SAMPLE = 2000
+
+Check = Callable[[FromClause], ColumnElement]
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One compiled filter."""
+
+    check: Check  # the condition on a resource row (the table or an alias of it)
+    pids: Select | None = None  # the pids it matches, if it can drive the query
+    rank: int = 9
+    keyed: bool = False  # it tests the row's id, so the (type, id) index already drives
 
 
 class SearchCompiler:
@@ -36,86 +63,109 @@ class SearchCompiler:
         self.base_url = base_url
 
     # ---- the whole query ----------------------------------------------------------------
-    def where(self, request: SearchRequest, extra: ColumnElement | None = None) -> ColumnElement:
-        conditions = [resource.c.res_type == request.resource_type, resource.c.deleted.is_(False)]
-        conditions += [self.condition(request.resource_type, f) for f in request.filters]
-        if extra is not None:
-            conditions.append(extra)
-        return and_(*conditions)
+    def where(self, request: SearchRequest, extra: ColumnElement | None = None,
+              conn: Connection | None = None) -> ColumnElement:
+        """The WHERE clause over ``resource`` for a request (``conn`` lets it sample drivers)."""
+        clause = self._where(request.resource_type, request.filters, resource, conn)
+        return clause if extra is None else and_(clause, extra)
 
-    def page(self, request: SearchRequest, extra: ColumnElement | None = None) -> Select:
-        query = select(resource.c.pid).where(self.where(request, extra))
-        order = []
-        for position, key in enumerate(request.sort):
-            query, column = self._sort_join(query, request.resource_type, key, position)
-            order.append(column.desc() if key.descending else column.asc())
+    def page(self, request: SearchRequest, extra: ColumnElement | None = None,
+             conn: Connection | None = None) -> Select:
+        query = select(resource.c.pid).where(self.where(request, extra, conn))
+        order = [self._sort_key(request.resource_type, key) for key in request.sort]
         # values missing sort last on both engines; pid keeps pages stable
         query = query.order_by(*(c.nulls_last() for c in order), resource.c.pid)
         return query.limit(request.count).offset(request.offset)
 
-    def count(self, request: SearchRequest, extra: ColumnElement | None = None) -> Select:
-        return select(func.count()).select_from(resource).where(self.where(request, extra))
+    def count(self, request: SearchRequest, extra: ColumnElement | None = None,
+              conn: Connection | None = None) -> Select:
+        return select(func.count()).select_from(resource).where(self.where(request, extra, conn))
+
+    def _where(self, rtype: str, filters, row: FromClause, conn: Connection | None) -> ColumnElement:
+        criteria = [self.criterion(rtype, f) for f in filters]
+        driver = self.choose_driver(criteria, conn)
+        conditions = [row.c.deleted.is_(False)]
+        if driver is None:
+            conditions.append(row.c.res_type == rtype)
+        else:
+            # the driver's pids come from index rows of rtype's own parameters
+            conditions.append(row.c.pid.in_(driver.pids))
+        conditions += [c.check(row) for c in criteria if c is not driver]
+        return and_(*conditions)
+
+    def choose_driver(self, criteria: list[Criterion], conn: Connection | None) -> Criterion | None:
+        if any(c.keyed for c in criteria):
+            return None
+        candidates = [c for c in criteria if c.pids is not None]
+        if len(candidates) <= 1 or conn is None:
+            return min(candidates, key=lambda c: c.rank, default=None)
+        return min(candidates, key=lambda c: _sample_size(conn, c.pids))
 
     # ---- filters -------------------------------------------------------------------------
-    def condition(self, rtype: str, item: Filter | ReverseChain, row=resource) -> ColumnElement:
-        """One filter over ``row`` (the resource table, or an alias of it inside a chain)."""
+    def criterion(self, rtype: str, item: Filter | ReverseChain) -> Criterion:
         if isinstance(item, ReverseChain):
-            return row.c.res_id.in_(self._reverse_ids(rtype, item))
+            ids = self._reverse_ids(rtype, item)
+            return Criterion(lambda row: row.c.res_id.in_(ids), keyed=True)
         if item.chain:
-            return row.c.pid.in_(self._chain_pids(rtype, item))
-        return self._local(item, row.c.pid, row.c.res_id, row.c.last_updated)
-
-    def pids_matching(self, rtype: str, item: Filter) -> Select:
-        """pids of live ``rtype`` resources matching one filter (used for chains)."""
-        return select(resource.c.pid).where(
-            resource.c.res_type == rtype, resource.c.deleted.is_(False),
-            self._local(item, resource.c.pid, resource.c.res_id, resource.c.last_updated),
-        )
-
-    def _local(self, item: Filter, pid_col, id_col, updated_col) -> ColumnElement:
+            pids = self._chain_pids(rtype, item)
+            return Criterion(lambda row: row.c.pid.in_(pids), pids, _RANK["chain"])
         param = item.param
         if param.code == "_id":
-            if item.modifier == "missing":  # every resource has an id
-                return false() if item.values[0].raw == "true" else true()
-            ids = [split_escaped(v.raw, ",")[0] for v in item.values]
-            clause = id_col.in_(ids)
-            return not_(clause) if item.modifier == "not" else clause
+            return Criterion(self._id_check(item), keyed=item.modifier not in ("not", "missing"))
         if param.code == "_lastUpdated":
-            if item.modifier == "missing":
-                return false() if item.values[0].raw == "true" else true()
-            with _naming(param.code):
-                return or_(*(date_index.range_condition(updated_col, updated_col, v) for v in item.values))
+            return Criterion(self._last_updated_check(item))
         if item.modifier == "missing":
-            has_any = pid_col.in_(self._any_row(param))
-            return not_(has_any) if item.values[0].raw == "true" else has_any
+            table, where = self._any_row(param)
+            missing = item.values[0].raw == "true"
+            return Criterion(lambda row: _exists(table, where, row, negate=missing))
         if param.type == "composite":
-            return pid_col.in_(self._composite(param, item.values))
-        sp = self._sp(param.resource_type, param.code)
+            return self._composite(param, item.values)
         table = INDEX_TABLES[param.type]
         modifier = None if item.modifier == "not" else item.modifier
         with _naming(param.code):
             values = or_(*(self._value(param.type, table, v, modifier) for v in item.values))
-        rows = select(table.c.pid).where(table.c.sp == sp, values)
+        where = and_(table.c.sp == self._sp(param.resource_type, param.code), values)
         if item.modifier == "not":
-            return pid_col.not_in(rows)
-        return pid_col.in_(rows)
+            return Criterion(lambda row: _exists(table, where, row, negate=True))
+        return Criterion(lambda row: _exists(table, where, row), select(table.c.pid).where(where),
+                         _RANK[param.type])
+
+    def _id_check(self, item: Filter) -> Check:
+        if item.modifier == "missing":  # every resource has an id
+            return lambda row: false() if item.values[0].raw == "true" else true()
+        ids = [split_escaped(v.raw, ",")[0] for v in item.values]
+        if item.modifier == "not":
+            return lambda row: not_(row.c.res_id.in_(ids))
+        return lambda row: row.c.res_id.in_(ids)
+
+    def _last_updated_check(self, item: Filter) -> Check:
+        if item.modifier == "missing":
+            return lambda row: false() if item.values[0].raw == "true" else true()
+
+        def check(row):
+            column = row.c.last_updated
+            with _naming(item.param.code):
+                return or_(*(date_index.range_condition(column, column, v) for v in item.values))
+
+        check(resource)  # a malformed value is reported now, not when the query runs
+        return check
 
     def _value(self, kind: str, table, value: Value, modifier: str | None) -> ColumnElement:
         if kind == "reference":
             return reference_index.condition(table, value, modifier, self.base_url)
         return KINDS[kind].condition(table, value, modifier)
 
-    def _any_row(self, param) -> Select:
+    def _any_row(self, param):
         if param.type == "composite":
             param_code, kind = component_code(param.code, 0), param.components[0].param.type
         else:
             param_code, kind = param.code, param.type
         table = INDEX_TABLES[kind]
-        return select(table.c.pid).where(table.c.sp == self._sp(param.resource_type, param_code))
+        return table, table.c.sp == self._sp(param.resource_type, param_code)
 
-    def _composite(self, param, values: tuple[Value, ...]) -> Select:
+    def _composite(self, param, values: tuple[Value, ...]) -> Criterion:
         """Rows of all components from the same element (same pid and grp) must match."""
-        alternatives = []
+        alternatives = []  # per OR value: (first component table, all tables, condition)
         for value in values:
             parts = split_escaped(value.raw, "$")
             if len(parts) != len(param.components):
@@ -133,26 +183,27 @@ class SearchCompiler:
                 if tables:
                     conditions += [table.c.pid == tables[0].c.pid, table.c.grp == tables[0].c.grp]
                 tables.append(table)
-            alternatives.append(select(tables[0].c.pid).select_from(*tables).where(and_(*conditions)))
-        return alternatives[0] if len(alternatives) == 1 else union(*alternatives)
+            alternatives.append((tables, and_(*conditions)))
+        selects = [select(tables[0].c.pid).select_from(*tables).where(where) for tables, where in alternatives]
+        pids = selects[0] if len(selects) == 1 else union(*selects)
 
-    # Chains and _has join the resource table (aliased) instead of nesting one more IN (SELECT …)
-    # per step: SQLite's parser overflows on deeply nested subqueries.
+        def check(row):
+            return or_(*(exists(select(1).select_from(*tables).where(tables[0].c.pid == row.c.pid, where))
+                         for tables, where in alternatives))
+        return Criterion(check, pids, _RANK["composite"])
+
     def _chain_pids(self, rtype: str, item: Filter) -> Select:
-        """pids of ``rtype`` whose reference (first link) points at a resource matching the rest."""
+        """pids of ``rtype`` whose reference (first link) points at a resource matching the rest:
+        the matching targets' ids are found first, then looked up in the reference index."""
         link, rest = item.chain[0], item.chain[1:]
         inner = Filter(item.param, item.modifier, item.values, rest)
         refs = INDEX_TABLES["reference"]
         target = resource.alias()
-        return (
-            select(refs.c.pid)
-            .join(target, and_(target.c.res_type == refs.c.target_type, target.c.res_id == refs.c.target_id))
-            .where(
-                refs.c.sp == self._sp(rtype, link.param.code),
-                refs.c.target_type == link.target,
-                target.c.deleted.is_(False),
-                self.condition(link.target, inner, target),
-            )
+        target_ids = select(target.c.res_id).where(self._where(link.target, (inner,), target, None))
+        return select(refs.c.pid).where(
+            refs.c.sp == self._sp(rtype, link.param.code),
+            refs.c.target_type == link.target,
+            refs.c.target_id.in_(target_ids),
         )
 
     def _reverse_ids(self, rtype: str, item: ReverseChain) -> Select:
@@ -165,37 +216,47 @@ class SearchCompiler:
             .where(
                 refs.c.sp == self._sp(item.source_type, item.reference.code),
                 refs.c.target_type == rtype,
-                source.c.res_type == item.source_type,
-                source.c.deleted.is_(False),
-                self.condition(item.source_type, item.inner, source),
+                self._where(item.source_type, (item.inner,), source, None),
             )
         )
 
     # ---- sorting -------------------------------------------------------------------------
-    def _sort_join(self, query: Select, rtype: str, key: SortKey, position: int = 0):
+    def _sort_key(self, rtype: str, key: SortKey) -> ColumnElement:
+        """The value to sort a row by: looked up per matching row, so only matches are read."""
         param = key.param
         if param.code == "_id":
-            return query, resource.c.res_id
-        if param.code == "_lastUpdated":
-            return query, resource.c.last_updated
-        table = INDEX_TABLES[param.type]
-        if param.type == "date":
-            column = table.c.high if key.descending else table.c.low
+            column = resource.c.res_id
+        elif param.code == "_lastUpdated":
+            column = resource.c.last_updated
         else:
-            column = table.c[_SORT_COLUMN[param.type]]
-        pick = func.max(column) if key.descending else func.min(column)
-        keyed = (
-            select(table.c.pid.label("pid"), pick.label("k"))
-            .where(table.c.sp == self._sp(rtype, param.code))
-            .group_by(table.c.pid)
-            .subquery(f"sort{position}")  # codes of client-defined parameters are not identifiers
-        )
-        return query.outerjoin(keyed, keyed.c.pid == resource.c.pid), keyed.c.k
+            table = INDEX_TABLES[param.type].alias()
+            if param.type == "date":
+                value = table.c.high if key.descending else table.c.low
+            else:
+                value = table.c[_SORT_COLUMN[param.type]]
+            pick = func.max(value) if key.descending else func.min(value)
+            column = (
+                select(pick)
+                .where(table.c.pid == resource.c.pid, table.c.sp == self._sp(rtype, param.code))
+                .scalar_subquery()
+            )
+        return column.desc() if key.descending else column.asc()
 
     def _sp(self, rtype: str, code: str) -> int:
         # A parameter never indexed has no key yet; -1 matches no row.
         key = self.keys.lookup(rtype, code)
         return -1 if key is None else key
+
+
+def _exists(table, where: ColumnElement, row: FromClause, negate: bool = False) -> ColumnElement:
+    """``[NOT] EXISTS`` a row of ``table`` for this resource row matching ``where``."""
+    clause = exists(select(1).select_from(table).where(table.c.pid == row.c.pid, where))
+    return not_(clause) if negate else clause
+
+
+def _sample_size(conn: Connection, pids: Select) -> int:
+    """How many rows ``pids`` yields, counting at most SAMPLE (cheap, and enough to compare)."""
+    return conn.execute(select(func.count()).select_from(pids.limit(SAMPLE).subquery())).scalar_one()
 
 
 @contextmanager
@@ -207,4 +268,4 @@ def _naming(code: str):
         raise InvalidRequest(f"Search parameter {code!r}: {exc.message}") from None
 
 
-__all__ = ["SearchCompiler"]
+__all__ = ["SearchCompiler", "Criterion"]

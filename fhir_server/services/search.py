@@ -55,7 +55,7 @@ class SearchService:
         """Ids matching conditional-interaction criteria (strict: an unknown parameter is an error)."""
         request = self.parse(res_type, pairs, strict=True)
         self.store.flush(conn)  # index rows this transaction has written must be visible
-        query = select(resource.c.res_id).where(self.compiler.where(request)).limit(2)
+        query = select(resource.c.res_id).where(self.compiler.where(request, conn=conn)).limit(2)
         return [row.res_id for row in conn.execute(query)]
 
     def search(self, request: SearchRequest, conn: Connection | None = None) -> SearchResult:
@@ -64,17 +64,17 @@ class SearchService:
                 return self.search(request, c)
         self.store.flush(conn)  # inside a write transaction: make its own index rows visible
         if request.summary == "count" or request.count == 0:  # _count=0: the total, no pages to follow
-            total = conn.execute(self.compiler.count(request)).scalar_one()
+            total = conn.execute(self.compiler.count(request, conn=conn)).scalar_one()
             return SearchResult(request, [], total=total)
         page = request.count + 1  # one more than asked tells whether a next page exists
-        pids = [row.pid for row in conn.execute(self.compiler.page(_with_count(request, page)))]
+        pids = [row.pid for row in conn.execute(self.compiler.page(_with_count(request, page), conn=conn))]
         has_next = len(pids) > request.count
         pids = pids[: request.count]
         by_pid = self.store.current_by_pids(conn, pids)
         matches = [by_pid[p] for p in pids if p in by_pid]
         total = None
         if request.total in ("accurate", "estimate"):
-            total = conn.execute(self.compiler.count(request)).scalar_one()
+            total = conn.execute(self.compiler.count(request, conn=conn)).scalar_one()
         elif not has_next and (matches or request.offset == 0):
             total = request.offset + len(matches)
         included = self._includes(conn, request, matches) if request.includes else []

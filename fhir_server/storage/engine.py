@@ -18,6 +18,8 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from fhir_server.storage.sqlite_planner import seed_statistics
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _TX_STATE = "write_transaction"
 
@@ -101,6 +103,14 @@ class Database:
             cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+            if self.is_sqlite:
+                seed_statistics(conn)
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics (after a bulk load)."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+            conn.commit()
 
     def dispose(self) -> None:
         self.engine.dispose()

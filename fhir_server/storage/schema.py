@@ -84,7 +84,7 @@ def _index_table(kind: str, *columns: Column, indexes: tuple[tuple[str, ...], ..
         Column("pid", PidType, nullable=False),
         Column("grp", SmallInteger, nullable=True),
         *columns,
-        Index(f"ix_{name}_pid", "pid"),
+        Index(f"ix_{name}_pid_sp", "pid", "sp"),  # per-row checks and replacing a resource's rows
         *(Index(f"ix_{name}_{'_'.join(cols)}", *cols) for cols in indexes),
     )
 

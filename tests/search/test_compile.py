@@ -84,10 +84,14 @@ def where_sql(registry, compiler, rtype, pairs, dialect=None) -> str:
 # ---- the shape of the SQL --------------------------------------------------------------------
 
 
-def test_every_query_excludes_other_types_and_deleted_resources(registry, compiler):
-    text = where_sql(registry, compiler, "Patient", "name=王")
-    assert "resource.res_type = " in text
-    assert "resource.deleted IS 0" in text
+def test_every_query_excludes_other_types_and_deleted_resources(registry, compiler, keys):
+    # without a filter, the type column does it
+    text = where_sql(registry, compiler, "Patient", "_count=5")
+    assert "resource.res_type = " in text and "resource.deleted IS 0" in text
+    # with one, the driving index rows belong to the type's own parameter key
+    stmt = compiler.page(request(registry, "Patient", "name=王"))
+    assert "resource.pid IN (SELECT idx_string.pid" in sql(stmt)
+    assert keys.lookup("Patient", "name") in stmt.compile().params.values()
     assert "resource.deleted IS false" in where_sql(registry, compiler, "Patient", "name=王", postgresql.dialect())
 
 
@@ -106,37 +110,41 @@ def test_composite_alternatives_are_a_union(registry, compiler):
 @pytest.mark.parametrize("query", ["active:missing=true", "birthdate:missing=true", "organization:missing=true"])
 def test_missing_true_is_not_in_any_row(registry, compiler, query):
     text = where_sql(registry, compiler, "Patient", query)
-    assert "resource.pid NOT IN (SELECT" in text
+    assert "NOT (EXISTS (SELECT 1" in text and ".pid = resource.pid" in text
 
 
 def test_missing_false_is_in_any_row(registry, compiler):
     text = where_sql(registry, compiler, "Patient", "active:missing=false")
-    assert "resource.pid IN (SELECT" in text and "NOT IN" not in text
+    assert "EXISTS (SELECT 1" in text and "NOT (EXISTS" not in text
 
 
 def test_composite_missing_looks_at_its_first_component(registry, compiler, keys):
     stmt = compiler.page(request(registry, "Observation", "component-code-value-quantity:missing=true"))
     text = sql(stmt)
-    assert "NOT IN (SELECT idx_token.pid" in text
+    assert "NOT (EXISTS (SELECT 1 \nFROM idx_token" in text
     sp = keys.lookup("Observation", "component-code-value-quantity~0")
     assert sp in stmt.compile().params.values()
 
 
 def test_token_not_is_not_in_the_matching_rows(registry, compiler):
     text = where_sql(registry, compiler, "Condition", "code:not=I10")
-    assert "resource.pid NOT IN (SELECT idx_token.pid" in text
+    assert "NOT (EXISTS (SELECT 1 \nFROM idx_token" in text
+    assert "resource.pid IN" not in text  # a negation never drives the query
 
 
 def test_or_values_are_ored_and_parameters_anded(registry, compiler):
     text = where_sql(registry, compiler, "Condition", "code=I10,E11.9&subject=Patient/wang")
     assert " OR " in text
-    assert text.count("resource.pid IN (SELECT") == 2
+    # one filter drives (the reference, the more selective kind), the other is checked per row
+    assert "resource.pid IN (SELECT idx_reference.pid" in text
+    assert "EXISTS (SELECT 1 \nFROM idx_token \nWHERE idx_token.pid = resource.pid" in text
 
 
 def test_chain_joins_the_target_resource(registry, compiler):
     text = where_sql(registry, compiler, "Observation", "encounter.service-provider.name=东风")
-    assert text.count("JOIN resource AS resource_") == 2
-    assert "target_type" in text and "target_id" in text
+    # each link: the ids of matching targets, looked up in the reference index
+    assert text.count("idx_reference.target_id IN (SELECT resource_") == 2
+    assert "target_type" in text
     assert "idx_string" in text
 
 
@@ -149,8 +157,9 @@ def test_reverse_chain_selects_referring_target_ids(registry, compiler):
 def test_sort_uses_lowest_or_highest_value_and_missing_last(registry, compiler):
     stmt = compiler.page(request(registry, "Observation", "_sort=-date,code"))
     text = sql(stmt, postgresql.dialect())
-    assert "max(idx_date.high)" in text and "min(idx_token.code)" in text
-    assert text.count("LEFT OUTER JOIN") == 2
+    assert "max(idx_date_1.high)" in text and "min(idx_token_1.code)" in text
+    # looked up per matching row, not grouped over the whole index
+    assert "GROUP BY" not in text and text.count(".pid = resource.pid") == 2
     assert "DESC NULLS LAST" in text and "ASC NULLS LAST" in text
     assert text.index("DESC NULLS LAST") < text.index("ASC NULLS LAST") < text.index("resource.pid \n LIMIT")
 
@@ -158,7 +167,34 @@ def test_sort_uses_lowest_or_highest_value_and_missing_last(registry, compiler):
 def test_the_same_sort_parameter_twice_still_compiles(registry, compiler):
     for dialect in (sqlite.dialect(), postgresql.dialect()):
         text = sql(compiler.page(request(registry, "Observation", "_sort=date,-date")), dialect)
-        assert text.count("LEFT OUTER JOIN") == 2
+        assert "min(idx_date_1.low)" in text and "max(idx_date_2.high)" in text
+
+
+def test_the_driver_is_the_filter_with_fewest_rows(registry, compiler):
+    """With a connection, the driver is chosen by counting a bounded sample of each filter."""
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    patient = compiler.keys.lookup("Observation", "subject")
+    code = compiler.keys.lookup("Observation", "code")
+    with engine.begin() as conn:
+        conn.execute(insert(INDEX_TABLES["token"]), [
+            {"sp": code, "pid": pid, "grp": None, "system": LOINC, "code": "85354-9", "text": None,
+             "type_system": None, "type_code": None} for pid in range(1, 301)])
+        conn.execute(insert(INDEX_TABLES["reference"]), [
+            {"sp": patient, "pid": pid, "grp": None, "target_type": "Patient", "target_id": "p1", "url": None,
+             "identifier_system": None, "identifier_value": None} for pid in (5, 6)])
+        req = request(registry, "Observation", "code=85354-9&subject=Patient/p1")
+        criteria = [compiler.criterion("Observation", f) for f in req.filters]
+        assert compiler.choose_driver(criteria, conn) is criteria[1]
+        req = request(registry, "Observation", "subject=Patient/p1&code=nothing-has-this")
+        criteria = [compiler.criterion("Observation", f) for f in req.filters]
+        assert compiler.choose_driver(criteria, conn) is criteria[1]
+
+
+def test_an_id_filter_leaves_driving_to_the_id_index(registry, compiler):
+    text = where_sql(registry, compiler, "Observation", "_id=a,b&code=85354-9")
+    assert "resource.res_type = " in text and "resource.res_id IN" in text
+    assert "resource.pid IN" not in text
 
 
 def test_page_and_count(registry, compiler):

@@ -24,7 +24,7 @@ def upgrade() -> None:
     sa.Column('high', sa.DateTime(), nullable=False)
     )
     with op.batch_alter_table('idx_date', schema=None) as batch_op:
-        batch_op.create_index('ix_idx_date_pid', ['pid'], unique=False)
+        batch_op.create_index('ix_idx_date_pid_sp', ['pid', 'sp'], unique=False)
         batch_op.create_index('ix_idx_date_sp_high', ['sp', 'high'], unique=False)
         batch_op.create_index('ix_idx_date_sp_low', ['sp', 'low'], unique=False)
 
@@ -35,7 +35,7 @@ def upgrade() -> None:
     sa.Column('value', sa.Float(), nullable=False)
     )
     with op.batch_alter_table('idx_number', schema=None) as batch_op:
-        batch_op.create_index('ix_idx_number_pid', ['pid'], unique=False)
+        batch_op.create_index('ix_idx_number_pid_sp', ['pid', 'sp'], unique=False)
         batch_op.create_index('ix_idx_number_sp_value', ['sp', 'value'], unique=False)
 
     op.create_table('idx_quantity',
@@ -50,7 +50,7 @@ def upgrade() -> None:
     sa.Column('canonical_value', sa.Float(), nullable=True)
     )
     with op.batch_alter_table('idx_quantity', schema=None) as batch_op:
-        batch_op.create_index('ix_idx_quantity_pid', ['pid'], unique=False)
+        batch_op.create_index('ix_idx_quantity_pid_sp', ['pid', 'sp'], unique=False)
         batch_op.create_index('ix_idx_quantity_sp_canonical_code_canonical_value', ['sp', 'canonical_code', 'canonical_value'], unique=False)
         batch_op.create_index('ix_idx_quantity_sp_code_value', ['sp', 'code', 'value'], unique=False)
 
@@ -65,7 +65,7 @@ def upgrade() -> None:
     sa.Column('identifier_value', sa.String(length=256), nullable=True)
     )
     with op.batch_alter_table('idx_reference', schema=None) as batch_op:
-        batch_op.create_index('ix_idx_reference_pid', ['pid'], unique=False)
+        batch_op.create_index('ix_idx_reference_pid_sp', ['pid', 'sp'], unique=False)
         batch_op.create_index('ix_idx_reference_sp_identifier_value', ['sp', 'identifier_value'], unique=False)
         batch_op.create_index('ix_idx_reference_sp_target_id_target_type', ['sp', 'target_id', 'target_type'], unique=False)
         batch_op.create_index('ix_idx_reference_sp_url', ['sp', 'url'], unique=False)
@@ -79,7 +79,7 @@ def upgrade() -> None:
     sa.Column('exact', sa.String(length=256), nullable=False)
     )
     with op.batch_alter_table('idx_string', schema=None) as batch_op:
-        batch_op.create_index('ix_idx_string_pid', ['pid'], unique=False)
+        batch_op.create_index('ix_idx_string_pid_sp', ['pid', 'sp'], unique=False)
         batch_op.create_index('ix_idx_string_sp_value', ['sp', 'value'], unique=False)
 
     op.create_table('idx_token',
@@ -93,7 +93,7 @@ def upgrade() -> None:
     sa.Column('type_code', sa.String(length=64), nullable=True)
     )
     with op.batch_alter_table('idx_token', schema=None) as batch_op:
-        batch_op.create_index('ix_idx_token_pid', ['pid'], unique=False)
+        batch_op.create_index('ix_idx_token_pid_sp', ['pid', 'sp'], unique=False)
         batch_op.create_index('ix_idx_token_sp_code_system', ['sp', 'code', 'system'], unique=False)
 
     op.create_table('idx_uri',
@@ -103,7 +103,7 @@ def upgrade() -> None:
     sa.Column('uri', sa.String(length=512), nullable=False)
     )
     with op.batch_alter_table('idx_uri', schema=None) as batch_op:
-        batch_op.create_index('ix_idx_uri_pid', ['pid'], unique=False)
+        batch_op.create_index('ix_idx_uri_pid_sp', ['pid', 'sp'], unique=False)
         batch_op.create_index('ix_idx_uri_sp_uri', ['sp', 'uri'], unique=False)
 
     op.create_table('resource',
@@ -161,17 +161,17 @@ def downgrade() -> None:
     op.drop_table('resource')
     with op.batch_alter_table('idx_uri', schema=None) as batch_op:
         batch_op.drop_index('ix_idx_uri_sp_uri')
-        batch_op.drop_index('ix_idx_uri_pid')
+        batch_op.drop_index('ix_idx_uri_pid_sp')
 
     op.drop_table('idx_uri')
     with op.batch_alter_table('idx_token', schema=None) as batch_op:
         batch_op.drop_index('ix_idx_token_sp_code_system')
-        batch_op.drop_index('ix_idx_token_pid')
+        batch_op.drop_index('ix_idx_token_pid_sp')
 
     op.drop_table('idx_token')
     with op.batch_alter_table('idx_string', schema=None) as batch_op:
         batch_op.drop_index('ix_idx_string_sp_value')
-        batch_op.drop_index('ix_idx_string_pid')
+        batch_op.drop_index('ix_idx_string_pid_sp')
 
     op.drop_table('idx_string')
     with op.batch_alter_table('idx_reference', schema=None) as batch_op:
@@ -179,24 +179,24 @@ def downgrade() -> None:
         batch_op.drop_index('ix_idx_reference_sp_url')
         batch_op.drop_index('ix_idx_reference_sp_target_id_target_type')
         batch_op.drop_index('ix_idx_reference_sp_identifier_value')
-        batch_op.drop_index('ix_idx_reference_pid')
+        batch_op.drop_index('ix_idx_reference_pid_sp')
 
     op.drop_table('idx_reference')
     with op.batch_alter_table('idx_quantity', schema=None) as batch_op:
         batch_op.drop_index('ix_idx_quantity_sp_code_value')
         batch_op.drop_index('ix_idx_quantity_sp_canonical_code_canonical_value')
-        batch_op.drop_index('ix_idx_quantity_pid')
+        batch_op.drop_index('ix_idx_quantity_pid_sp')
 
     op.drop_table('idx_quantity')
     with op.batch_alter_table('idx_number', schema=None) as batch_op:
         batch_op.drop_index('ix_idx_number_sp_value')
-        batch_op.drop_index('ix_idx_number_pid')
+        batch_op.drop_index('ix_idx_number_pid_sp')
 
     op.drop_table('idx_number')
     with op.batch_alter_table('idx_date', schema=None) as batch_op:
         batch_op.drop_index('ix_idx_date_sp_low')
         batch_op.drop_index('ix_idx_date_sp_high')
-        batch_op.drop_index('ix_idx_date_pid')
+        batch_op.drop_index('ix_idx_date_pid_sp')
 
     op.drop_table('idx_date')
     
