@@ -2,14 +2,14 @@
 
 SQLite runs in WAL mode with ``synchronous=NORMAL`` (durable across a process crash, which is
 what an ACKed HL7 message needs), and every write transaction starts with ``BEGIN IMMEDIATE``
-so that two writers never deadlock upgrading a read lock. Within one process, writers also
-queue on a lock, which is cheaper than SQLite's busy-wait.
+so that two writers never deadlock upgrading a read lock. Within one process, writers queue
+for their turn and share commits (``group_commit.py``), which is cheaper than SQLite's
+busy-wait and than one commit per write.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from fhir_server.storage.group_commit import GroupCommit
 from fhir_server.storage.sqlite_planner import seed_statistics
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -45,13 +46,13 @@ class Database:
     def __init__(self, url: str):
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
-        self._write_lock = threading.Lock() if self.is_sqlite else contextlib.nullcontext()
         if self.is_sqlite:
             self.engine = create_engine(
                 url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16,
                 max_overflow=16,
             )
             _configure_sqlite(self.engine)
+            self._group_commit = GroupCommit(self.engine, _TX_STATE)
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
@@ -59,16 +60,18 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """One write transaction: committed when the block ends, rolled back on any error.
 
-        ``transaction_state(conn)`` is a dict that lives exactly as long as the transaction;
-        callables in ``before_commit(conn)`` run just before the commit, and those in
-        ``after_commit(conn)`` once it has succeeded and the write lock is released (so they may
-        open transactions of their own).
+        ``transaction_state(conn)`` is a dict that lives exactly as long as the block;
+        callables in ``before_commit(conn)`` run at its end, before the commit, and those in
+        ``after_commit(conn)`` once the commit has succeeded (outside any lock, so they may open
+        transactions of their own). On SQLite, concurrent blocks share one commit
+        (``group_commit``); each still succeeds or fails on its own.
         """
-        with self._write_lock, self.engine.connect() as conn:
-            if self.is_sqlite:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                conn.begin()
+        if self.is_sqlite:
+            with self._group_commit.writer() as conn:
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            conn.begin()
             conn.info[_TX_STATE] = state = {}
             try:
                 yield conn

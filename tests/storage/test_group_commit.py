@@ -1,0 +1,90 @@
+"""Group commit on SQLite: concurrent writers share commits but succeed or fail on their own."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import text
+
+from fhir_server.storage.engine import Database, after_commit
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = Database(f"sqlite:///{tmp_path / 'group.sqlite'}")
+    with database.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE item (name TEXT PRIMARY KEY)"))
+    yield database
+    database.dispose()
+
+
+def names(db) -> set[str]:
+    with db.read() as conn:
+        return {row[0] for row in conn.execute(text("SELECT name FROM item"))}
+
+
+def write(db, name: str, fail: bool = False):
+    with db.write() as conn:
+        conn.execute(text("INSERT INTO item (name) VALUES (:n)"), {"n": name})
+        if fail:
+            raise ValueError(f"{name} fails")
+
+
+def test_a_failing_writer_rolls_back_only_its_own_work(db):
+    errors: dict[str, BaseException] = {}
+
+    def run(name: str) -> None:
+        try:
+            write(db, name, fail=name.endswith("3"))
+        except ValueError as exc:
+            errors[name] = exc
+
+    threads = [threading.Thread(target=run, args=(f"w{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert set(errors) == {"w3"}
+    assert names(db) == {f"w{i}" for i in range(8)} - {"w3"}
+
+
+def test_writes_are_visible_once_the_block_returns(db):
+    write(db, "first")
+    assert names(db) == {"first"}
+
+
+def test_a_constraint_violation_fails_that_writer_only(db):
+    write(db, "taken")
+    with pytest.raises(Exception):
+        write(db, "taken")  # the primary key refuses it inside the writer's own savepoint
+    assert names(db) == {"taken"}
+
+
+def test_after_commit_callbacks_run_only_after_the_commit(db):
+    seen = []
+
+    with db.write() as conn:
+        conn.execute(text("INSERT INTO item (name) VALUES ('x')"))
+        after_commit(conn).append(lambda: seen.append(names(db)))
+        assert seen == []
+    assert seen == [{"x"}]
+
+
+def test_after_commit_callbacks_of_a_failed_writer_never_run(db):
+    seen = []
+    with pytest.raises(ValueError):
+        with db.write() as conn:
+            after_commit(conn).append(lambda: seen.append("ran"))
+            raise ValueError("no")
+    write(db, "later")
+    assert seen == []
+
+
+def test_many_concurrent_writers_all_commit(db):
+    threads = [threading.Thread(target=write, args=(db, f"n{i}")) for i in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(names(db)) == 200
