@@ -13,6 +13,7 @@ import anyio
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Route as StarletteRoute
 
 from fhir_server.api.http import FhirRequest, FhirResponse, render_response
 from fhir_server.api.routes import ROUTES, Route
@@ -39,10 +40,10 @@ def create_app(server: Server) -> FastAPI:
     )
     app.state.server = server
     for route in ROUTES:
-        app.add_api_route(
+        app.router.routes.append(StarletteRoute(
             FHIR_PREFIX + route.path, _endpoint(server, route), methods=[route.method],
-            name=f"{route.method} {route.path}", include_in_schema=True,
-        )
+            name=f"{route.method} {route.path}",
+        ))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
