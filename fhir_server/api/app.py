@@ -16,6 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
 from fhir_server.api.http import FhirRequest, FhirResponse, render_response
+from fhir_server.api.openapi import openapi_document
 from fhir_server.api.routes import ROUTES, Route
 from fhir_server.errors import (
     FhirError,
@@ -39,6 +40,8 @@ def create_app(server: Server) -> FastAPI:
         docs_url="/docs", openapi_url="/openapi.json", redoc_url=None,
     )
     app.state.server = server
+    document = openapi_document(ROUTES, server.registry.supported_types, FHIR_PREFIX)
+    app.openapi = lambda: document
     for route in ROUTES:
         app.router.routes.append(StarletteRoute(
             FHIR_PREFIX + route.path, _endpoint(server, route), methods=[route.method],

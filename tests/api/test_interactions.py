@@ -334,3 +334,15 @@ def test_capability_statement_lists_supported_types_and_search_params(fhir):
     assert params["value-quantity"] == "quantity"
     assert "lastn" in {o["name"] for o in observation["operation"]}
     assert "near" not in {p["name"] for p in resources["Location"]["searchParam"]}
+
+
+def test_openapi_describes_every_route_of_the_table(fhir):
+    from fhir_server.api.routes import ROUTES
+
+    document = fhir.http.get("/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    for route in ROUTES:
+        assert route.method.lower() in document["paths"]["/fhir" + route.path]
+    read = document["paths"]["/fhir/{type}/{id}"]["get"]
+    type_param = next(p for p in read["parameters"] if p["name"] == "type")
+    assert "Patient" in type_param["schema"]["enum"]

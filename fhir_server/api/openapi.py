@@ -1,0 +1,67 @@
+"""The OpenAPI description of the FHIR API, built from the route table like the CapabilityStatement.
+
+Resources are described as FHIR JSON objects (their full schemas are the FHIR specification's);
+each path names its interaction or operation, its path parameters (the resource type limited to
+the supported types) and the OperationOutcome every error returns.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fhir_server import __version__
+
+_PATH_PARAM = re.compile(r"{(\w+)}")
+_FHIR_BODY = {
+    "application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"],
+                                         "properties": {"resourceType": {"type": "string"}}}},
+    "application/fhir+xml": {"schema": {"type": "string"}},
+}
+_PATCH_BODY = {"application/json-patch+json": {"schema": {"type": "array", "items": {"type": "object"}}}}
+_OUTCOME = {"description": "OperationOutcome", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}
+_DESCRIPTIONS = {
+    "id": "Logical id of the resource",
+    "vid": "Version id",
+    "type": "Resource type",
+}
+
+
+def openapi_document(routes, supported_types, prefix: str) -> dict:
+    paths: dict[str, dict] = {}
+    for route in routes:
+        path = prefix + route.path
+        paths.setdefault(path, {})[route.method.lower()] = _operation(route, sorted(supported_types))
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "County chronic-disease FHIR server", "version": __version__,
+                 "description": "FHIR R4 REST API (JSON and XML). Every error is an OperationOutcome."},
+        "paths": paths,
+    }
+
+
+def _operation(route, types: list[str]) -> dict:
+    name = route.operation or route.interaction or "operation"
+    parameters = []
+    for param in _PATH_PARAM.findall(route.path):
+        schema = {"type": "string", "enum": types} if param == "type" else {
+            "type": "string", "pattern": r"^[A-Za-z0-9\-.]{1,64}$"}
+        parameters.append({"name": param, "in": "path", "required": True,
+                           "description": _DESCRIPTIONS.get(param, param), "schema": schema})
+    parameters.append({"name": "_format", "in": "query", "required": False,
+                       "schema": {"type": "string", "enum": ["json", "xml"]}})
+    operation = {
+        "operationId": f"{route.method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', route.path)}",
+        "summary": f"{name} ({route.level} level)",
+        "tags": [name.lstrip("$")],
+        "parameters": parameters,
+        "responses": {"200": {"description": "FHIR resource or Bundle",
+                              "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
+                      "default": _OUTCOME},
+    }
+    if route.method in ("POST", "PUT"):
+        operation["requestBody"] = {"required": route.operation is None, "content": _FHIR_BODY}
+    elif route.method == "PATCH":
+        operation["requestBody"] = {"required": True, "content": _PATCH_BODY}
+    if route.interaction in ("create", "update"):
+        operation["responses"]["201"] = {"description": "Created"}
+    return operation
