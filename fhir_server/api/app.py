@@ -11,6 +11,7 @@ import uuid
 
 import anyio
 from fastapi import FastAPI, Request
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
@@ -19,6 +20,7 @@ from fhir_server.api.http import FhirRequest, FhirResponse, render_response
 from fhir_server.api.openapi import openapi_document
 from fhir_server.api.routes import ROUTES, Route
 from fhir_server.errors import (
+    Conflict,
     FhirError,
     Issue,
     MethodNotAllowed,
@@ -91,6 +93,10 @@ def _endpoint(server: Server, route: Route):
             return render_response(response, media_type, pretty)
         except FhirError as exc:
             return _error_response(exc, format_param, accept)
+        except IntegrityError:
+            # another request created or changed the same resource at the same moment
+            conflict = Conflict("The resource was changed by another request at the same time; retry")
+            return _error_response(conflict, format_param, accept)
         except Exception as exc:  # noqa: BLE001 - the one boundary for unexpected faults
             return _unexpected(exc, format_param, accept)
 

@@ -147,7 +147,7 @@ class ResourceService:
         if not is_valid_id(res_id):
             raise InvalidRequest(f"{res_id!r} is not a valid FHIR id")
         with self._tx(conn) as c:
-            current = self.store.current(c, res_type, res_id)
+            current = self.store.current(c, res_type, res_id, for_update=True)
             _check_if_match(current, if_match)
             if current is None:  # update as create, with the client's id
                 return self._insert(c, resource, res_id)
@@ -167,7 +167,7 @@ class ResourceService:
                 raise InvalidRequest(
                     f"The resource id {resource['id']!r} does not match the resource found ({matches[0]})"
                 )
-            current = self.store.current(c, res_type, matches[0])
+            current = self.store.current(c, res_type, matches[0], for_update=True)
             return self._replace(c, current, {**resource, "id": matches[0]}, "PUT")
 
     def _replace(self, conn: Connection, current: Stored, resource: dict, method: str) -> WriteResult:
@@ -188,7 +188,7 @@ class ResourceService:
         if not isinstance(operations, list):
             raise InvalidRequest("A JSON Patch body must be an array of operations")
         with self._tx(conn) as c:
-            current = self._live(self.store.current(c, res_type, res_id), res_type, res_id)
+            current = self._live(self.store.current(c, res_type, res_id, for_update=True), res_type, res_id)
             _check_if_match(current, if_match)
             try:
                 patched = jsonpatch.apply_patch(current.json(), operations)
@@ -203,7 +203,7 @@ class ResourceService:
     def delete(self, res_type: str, res_id: str, conn: Connection | None = None) -> int | None:
         """Delete; returns the deletion's version, or None when there was nothing to delete."""
         with self._tx(conn) as c:
-            current = self.store.current(c, res_type, res_id)
+            current = self.store.current(c, res_type, res_id, for_update=True)
             if current is None or current.deleted:
                 return None
             version = self.store.replace(c, current, None, now_utc(), "DELETE")

@@ -125,10 +125,13 @@ class ResourceStore:
         self.keys = keys
 
     # ---- reads ---------------------------------------------------------------------------
-    def current(self, conn: Connection, res_type: str, res_id: str) -> Stored | None:
-        row = conn.execute(
-            select(*_CURRENT_COLS).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
-        ).first()
+    def current(self, conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Stored | None:
+        """The current version; ``for_update`` locks the row until the transaction ends
+        (PostgreSQL; SQLite's writers are serialised already), so concurrent updates queue."""
+        query = select(*_CURRENT_COLS).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+        if for_update:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
         return Stored(*row) if row else None
 
     def current_by_pids(self, conn: Connection, pids: Sequence[int]) -> dict[int, Stored]:
