@@ -40,7 +40,7 @@ from fhir_server.errors import InvalidRequest
 from fhir_server.operations.parameters import operation_parameters
 from fhir_server.search.indexer import LOINC
 from fhir_server.server import Server
-from fhir_server.services.search import SearchResult, searchset_bundle
+from fhir_server.services.search import searchset_bundle
 from fhir_server.storage.schema import INDEX_TABLES, resource
 
 MAX_MAX = 1000
@@ -57,25 +57,9 @@ def handle(server: Server, request: FhirRequest) -> FhirResponse:
     with server.db.read() as conn:
         ranked = _ranked(server, search, conn).cte("ranked")
         chosen = select(ranked.c.pid).where(ranked.c.rn <= maximum)
-        if search.summary == "count":
-            total = conn.execute(select(func.count()).select_from(chosen.subquery())).scalar_one()
-            result = SearchResult(search, [], total=total)
-        else:
-            page_query = chosen.order_by(
-                ranked.c.subject_key.nulls_last(), ranked.c.code_key.nulls_last(), ranked.c.rn,
-            ).limit(search.count + 1).offset(search.offset)
-            pids = [row.pid for row in conn.execute(page_query)]
-            has_next = len(pids) > search.count
-            pids = pids[: search.count]
-            by_pid = server.store.current_by_pids(conn, pids)
-            matches = [by_pid[p] for p in pids if p in by_pid]
-            total = None
-            if search.total in ("accurate", "estimate"):
-                total = conn.execute(select(func.count()).select_from(chosen.subquery())).scalar_one()
-            elif not has_next and (matches or search.offset == 0):
-                total = search.offset + len(matches)
-            included = server.search._includes(conn, search, matches) if search.includes and matches else []
-            result = SearchResult(search, matches, included, total, has_next)
+        ordered = chosen.order_by(ranked.c.subject_key.nulls_last(), ranked.c.code_key.nulls_last(), ranked.c.rn)
+        counted = select(func.count()).select_from(chosen.subquery())
+        result = server.search.run_page(conn, search, ordered, counted)
     link_pairs = [*pairs, ("max", str(maximum))]
     return FhirResponse(200, searchset_bundle(result, request.base_url, "Observation/$lastn", link_pairs))
 

@@ -69,13 +69,17 @@ class SearchCompiler:
         clause = self._where(request.resource_type, request.filters, resource, conn)
         return clause if extra is None else and_(clause, extra)
 
-    def page(self, request: SearchRequest, extra: ColumnElement | None = None,
-             conn: Connection | None = None) -> Select:
+    def ordered(self, request: SearchRequest, extra: ColumnElement | None = None,
+                conn: Connection | None = None) -> Select:
+        """The pids of all matches in result order (paging is applied by the caller)."""
         query = select(resource.c.pid).where(self.where(request, extra, conn))
         order = [self._sort_key(request.resource_type, key) for key in request.sort]
         # values missing sort last on both engines; pid keeps pages stable
-        query = query.order_by(*(c.nulls_last() for c in order), resource.c.pid)
-        return query.limit(request.count).offset(request.offset)
+        return query.order_by(*(c.nulls_last() for c in order), resource.c.pid)
+
+    def page(self, request: SearchRequest, extra: ColumnElement | None = None,
+             conn: Connection | None = None) -> Select:
+        return self.ordered(request, extra, conn).limit(request.count).offset(request.offset)
 
     def count(self, request: SearchRequest, extra: ColumnElement | None = None,
               conn: Connection | None = None) -> Select:
@@ -173,7 +177,7 @@ class SearchCompiler:
                     f"{param.code} needs {len(param.components)} values separated by '$', got {value.raw!r}"
                 )
             tables, conditions = [], []
-            for position, (comp, part) in enumerate(zip(param.components, parts)):
+            for position, (comp, part) in enumerate(zip(param.components, parts, strict=True)):
                 table = INDEX_TABLES[comp.param.type].alias(f"c{position}")
                 prefix, raw = split_prefix(comp.param.type, part)
                 sp = self._sp(param.resource_type, component_code(param.code, position))

@@ -6,10 +6,10 @@ Paging is by offset over an order that always ends with the row key, so ``next``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, select
 
 from fhir_server.errors import Issue, operation_outcome
 from fhir_server.fhir.elements import elements as subset_elements
@@ -63,21 +63,28 @@ class SearchService:
             with self.db.read() as c:
                 return self.search(request, c)
         self.store.flush(conn)  # inside a write transaction: make its own index rows visible
+        return self.run_page(conn, request, self.compiler.ordered(request, conn=conn),
+                             self.compiler.count(request, conn=conn))
+
+    def run_page(self, conn: Connection, request: SearchRequest, ordered: Select, count: Select) -> SearchResult:
+        """One page of ``ordered`` (pids in result order), its total and its includes.
+
+        Shared by search and by operations that rank matches their own way ($lastn).
+        """
         if request.summary == "count" or request.count == 0:  # _count=0: the total, no pages to follow
-            total = conn.execute(self.compiler.count(request, conn=conn)).scalar_one()
-            return SearchResult(request, [], total=total)
-        page = request.count + 1  # one more than asked tells whether a next page exists
-        pids = [row.pid for row in conn.execute(self.compiler.page(_with_count(request, page), conn=conn))]
+            return SearchResult(request, [], total=conn.execute(count).scalar_one())
+        # one more than asked tells whether a next page exists
+        pids = [row.pid for row in conn.execute(ordered.limit(request.count + 1).offset(request.offset))]
         has_next = len(pids) > request.count
         pids = pids[: request.count]
         by_pid = self.store.current_by_pids(conn, pids)
         matches = [by_pid[p] for p in pids if p in by_pid]
         total = None
         if request.total in ("accurate", "estimate"):
-            total = conn.execute(self.compiler.count(request, conn=conn)).scalar_one()
+            total = conn.execute(count).scalar_one()
         elif not has_next and (matches or request.offset == 0):
             total = request.offset + len(matches)
-        included = self._includes(conn, request, matches) if request.includes else []
+        included = self._includes(conn, request, matches) if request.includes and matches else []
         return SearchResult(request, matches, included, total, has_next)
 
     # ---- _include / _revinclude ----------------------------------------------------------
@@ -147,10 +154,6 @@ class SearchService:
                 pids = [row.pid for row in conn.execute(query)]
                 out.extend(self.store.current_by_pids(conn, pids).values())
         return out
-
-
-def _with_count(request: SearchRequest, count: int) -> SearchRequest:
-    return replace(request, count=count)
 
 
 def _chunks(items: list, size: int = 500):
