@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -263,7 +263,7 @@ def run_engine(engine: str, args) -> dict:
 def render(results: list[dict], args) -> str:
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB, Python {platform.python_version()}"
     lines = [
-        f"## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC: {args.patients} demo patients",
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.patients} demo patients",
         "",
         f"Machine: {machine}. Command: `python bench/run.py {' '.join(sys.argv[1:])}`",
         "",

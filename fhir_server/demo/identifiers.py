@@ -37,8 +37,7 @@ RESIDENT_ID_CHECK_CHARACTERS = "10X98765432"
 # First two digits of a GB/T 2260 division code: the provinces, autonomous regions and
 # municipalities (71 Taiwan, 81 Hong Kong, 82 Macao are also assigned).
 _PROVINCE_CODES = frozenset(
-    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 "
-    "50 51 52 53 54 61 62 63 64 65 71 81 82".split()
+    ["11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36", "37", "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62", "63", "64", "65", "71", "81", "82"]
 )
 
 
@@ -46,7 +45,7 @@ def resident_id_check_character(first17: str) -> str:
     """The GB 11643 check character for the first 17 digits of a resident ID."""
     if len(first17) != 17 or not first17.isdigit() or not first17.isascii():
         raise ValueError("a resident ID body is 17 ASCII digits")
-    total = sum(int(digit) * weight for digit, weight in zip(first17, RESIDENT_ID_WEIGHTS))
+    total = sum(int(digit) * weight for digit, weight in zip(first17, RESIDENT_ID_WEIGHTS, strict=True))
     return RESIDENT_ID_CHECK_CHARACTERS[total % 11]
 
 
@@ -125,13 +124,13 @@ def organization_code(body8: str) -> str:
     """A 9-character GB 11714 organisation code: ``body8`` plus its check character."""
     if len(body8) != 8 or not body8.isascii() or not body8.isalnum() or body8 != body8.upper():
         raise ValueError("an organisation code body is 8 digits or upper-case letters")
-    total = sum(int(ch, 36) * weight for ch, weight in zip(body8, _ORG_CODE_WEIGHTS))
+    total = sum(int(ch, 36) * weight for ch, weight in zip(body8, _ORG_CODE_WEIGHTS, strict=True))
     check = 11 - total % 11
     return body8 + {10: "X", 11: "0"}.get(check, str(check))
 
 
 def _uscc_check(first17: str) -> str:
-    total = sum(_USCC_CHARACTERS.index(ch) * w for ch, w in zip(first17, _USCC_WEIGHTS))
+    total = sum(_USCC_CHARACTERS.index(ch) * w for ch, w in zip(first17, _USCC_WEIGHTS, strict=True))
     return _USCC_CHARACTERS[(31 - total % 31) % 31]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from fhir_server.fhir.models import model_class
 
@@ -10,7 +10,7 @@ SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValu
 _ALWAYS = ("resourceType", "id", "meta")
 
 
-@lru_cache(maxsize=None)
+@cache
 def summary_elements(resource_type: str) -> frozenset[str]:
     """Top-level JSON names of the elements marked isSummary for this type (choice names expanded)."""
     cls = model_class(resource_type)
@@ -51,7 +51,7 @@ def elements(resource: dict, names: tuple[str, ...]) -> dict:
     return _subset(resource, lambda k: k in _ALWAYS or k.lstrip("_") in wanted or k in _mandatory(rtype))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mandatory(resource_type: str) -> frozenset[str]:
     """Top-level elements with minimum cardinality 1 (complex ones, and primitives such as
     Observation.status, which the models list separately so an extension may stand in)."""

@@ -8,7 +8,7 @@ the validator's job (see issue 3), not this module's.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
@@ -18,7 +18,7 @@ from fhir_server.errors import InvalidRequest, Issue
 ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_class(resource_type: str):
     try:
         return get_fhir_model_class(resource_type)

@@ -389,7 +389,7 @@ def _parse_complex(el: etree._Element, meta: _Meta, depth: int, path: str) -> di
     out: dict[str, Any] = {}
     attrib = el.attrib
     if attrib:
-        for key, value in attrib.items():
+        for key in attrib:
             if key in meta.attrs:
                 continue
             if key.startswith("{"):
@@ -740,7 +740,7 @@ def _emit_prim_list(
         raise _err("_" + path, "must be a JSON array")
     if len(exts) != len(values):
         raise _err(path, f"the value array and the _{e.name} array differ in length")
-    for value, ext in zip(values, exts):
+    for value, ext in zip(values, exts, strict=True):
         _emit_prim(el, e, value, ext, depth, path)
 
 

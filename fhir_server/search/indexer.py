@@ -72,7 +72,7 @@ class Indexer:
             if not all(nodes):
                 continue
             parts = []
-            for position, (comp, found) in enumerate(zip(param.components, nodes)):
+            for position, (comp, found) in enumerate(zip(param.components, nodes, strict=True)):
                 values = [v for node in found for v in _values(comp.param.type, node, analyte)]
                 if not values:
                     break

@@ -70,7 +70,7 @@ class ReverseChain:
 
     source_type: str
     reference: SearchParam
-    inner: "Filter | ReverseChain"
+    inner: Filter | ReverseChain
 
 
 @dataclass(frozen=True)

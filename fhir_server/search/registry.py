@@ -35,7 +35,7 @@ PARAM_TYPES = {"number", "date", "string", "token", "reference", "composite", "q
 
 @dataclass(frozen=True)
 class Component:
-    param: "SearchParam"
+    param: SearchParam
     expression: str
     extract: Callable[[dict], list]
 
@@ -66,7 +66,7 @@ class SearchParamRegistry:
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
-    def from_profiles(cls, profiles_dir: Path) -> "SearchParamRegistry":
+    def from_profiles(cls, profiles_dir: Path) -> SearchParamRegistry:
         base = profiles_dir / "fhir-r4b"
         supported = json.loads((base / "supported-types.json").read_text())["types"]
         registry = cls(supported)

@@ -218,7 +218,7 @@ def _compute(code: str) -> _Conversion | None:
         if not isinstance(q, ureg.Quantity):  # ucumvert returns a bare Token for "{ann}"
             q = ureg.Quantity(1)
         base = q.to_base_units()
-    except Exception:  # valid UCUM that pint cannot evaluate
+    except Exception:  # noqa: BLE001 - valid UCUM that pint cannot evaluate
         return _opaque(code)
 
     factor = float(base.magnitude)

@@ -13,7 +13,7 @@ import uuid
 from urllib.parse import parse_qsl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import jsonpatch
 import orjson
@@ -45,7 +45,7 @@ class WriteResult:
 
 def now_utc() -> datetime:
     """The current instant in naive UTC, to the millisecond (as meta.lastUpdated shows it)."""
-    moment = datetime.now(timezone.utc).replace(tzinfo=None)
+    moment = datetime.now(UTC).replace(tzinfo=None)
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from sqlalchemy import Connection, Engine
 
@@ -86,14 +86,9 @@ class GroupCommit:
             batch.conn.commit()
         except BaseException as exc:  # noqa: BLE001 - every writer of the batch sees it
             batch.error = exc
-            _quietly(batch.conn.rollback)
+            with contextlib.suppress(Exception):  # already failing; the first error is reported
+                batch.conn.rollback()
         finally:
             batch.conn.close()
             batch.committed.set()
 
-
-def _quietly(action: Callable[[], object]) -> None:
-    try:
-        action()
-    except Exception:  # noqa: BLE001 - already failing; the first error is the one reported
-        pass

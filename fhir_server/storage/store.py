@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
 
 import orjson
 from sqlalchemy import Connection, Dialect, Table, and_, bindparam, delete, func, insert, select, update
@@ -62,7 +62,7 @@ _HISTORY_COLS = (
 _PENDING = "pending_index_rows"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _insert_sql(dialect: Dialect, table: Table):
     """An INSERT compiled once per dialect, its parameter order (for positional drivers) and
     the column types' bind converters (e.g. datetimes as SQLAlchemy stores them in SQLite)."""

@@ -180,7 +180,7 @@ def test_prefix_letters_are_not_split_off_other_types_or_non_numbers(registry):
     ("name:contains=秀", "contains"),
     ("identifier:not=123", "not"),
     ("gender:text=female", "text"),
-    (f"identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|NNCHN|110", "of-type"),
+    ("identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|NNCHN|110", "of-type"),
     ("organization:Organization=town", "Organization"),
     (f"general-practitioner:identifier={RID}|1", "identifier"),
 ])

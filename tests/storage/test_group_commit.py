@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from fhir_server.storage.engine import Database, after_commit
 
@@ -56,7 +57,7 @@ def test_writes_are_visible_once_the_block_returns(db):
 
 def test_a_constraint_violation_fails_that_writer_only(db):
     write(db, "taken")
-    with pytest.raises(Exception):
+    with pytest.raises(IntegrityError):
         write(db, "taken")  # the primary key refuses it inside the writer's own savepoint
     assert names(db) == {"taken"}
 
@@ -73,10 +74,9 @@ def test_after_commit_callbacks_run_only_after_the_commit(db):
 
 def test_after_commit_callbacks_of_a_failed_writer_never_run(db):
     seen = []
-    with pytest.raises(ValueError):
-        with db.write() as conn:
-            after_commit(conn).append(lambda: seen.append("ran"))
-            raise ValueError("no")
+    with pytest.raises(ValueError), db.write() as conn:
+        after_commit(conn).append(lambda: seen.append("ran"))
+        raise ValueError("no")
     write(db, "later")
     assert seen == []
 

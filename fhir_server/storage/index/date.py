@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 from fhir_server.errors import InvalidRequest
 from fhir_server.storage.index.ranges import compare
@@ -73,7 +73,7 @@ def _parse_range(text: str) -> tuple[datetime, datetime]:
 def to_utc_naive(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _range(text) -> tuple[datetime, datetime] | None:
@@ -113,7 +113,7 @@ def range_condition(low_col, high_col, value):
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     # ap: within 10% of the distance between the value and now, at least a day
-    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    now = datetime.now(UTC).replace(tzinfo=None)
     gap = max(abs(now - low) / 10, timedelta(days=1))
     ap_low = low - gap if low - MIN > gap else MIN
     ap_high = high + gap if MAX - high > gap else MAX
