@@ -52,7 +52,9 @@ class Database:
                 max_overflow=16,
             )
             _configure_sqlite(self.engine)
-            self._group_commit = GroupCommit(self.engine, _TX_STATE)
+            path = self.url.database
+            lock_path = f"{path}.write-lock" if path and path != ":memory:" else None
+            self._group_commit = GroupCommit(self.engine, _TX_STATE, lock_path)
         else:
             # JIT compilation costs tens of milliseconds per query: a loss for short FHIR queries
             self.engine = create_engine(

@@ -11,6 +11,8 @@ so a write that was acknowledged is a write that was committed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
 
@@ -29,9 +31,12 @@ class _Batch:
 
 
 class GroupCommit:
-    def __init__(self, engine: Engine, state_key: str):
+    def __init__(self, engine: Engine, state_key: str, lock_path: str | None = None):
         self.engine = engine
         self.state_key = state_key  # where a writer's transaction state lives in conn.info
+        # Server processes sharing the file take turns through a lock the kernel queues,
+        # rather than SQLite's busy-wait (which sleeps and retries).
+        self._file_lock = _FileLock(lock_path) if lock_path else None
         self._turn = threading.Lock()  # one writer uses the shared connection at a time
         self._waiting = 0
         self._waiting_lock = threading.Lock()
@@ -71,6 +76,8 @@ class GroupCommit:
             callback()
 
     def _open(self) -> _Batch:
+        if self._file_lock:
+            self._file_lock.acquire()
         conn = self.engine.connect()
         conn.exec_driver_sql("BEGIN IMMEDIATE")
         self._batch = _Batch(conn)
@@ -90,5 +97,23 @@ class GroupCommit:
                 batch.conn.rollback()
         finally:
             batch.conn.close()
+            if self._file_lock:
+                self._file_lock.release()
             batch.committed.set()
+
+
+class _FileLock:
+    """An exclusive ``flock`` on a file beside the database, held for one batch."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
 

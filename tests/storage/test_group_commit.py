@@ -88,3 +88,25 @@ def test_many_concurrent_writers_all_commit(db):
     for t in threads:
         t.join()
     assert len(names(db)) == 200
+
+
+def _write_many(url: str, prefix: str) -> None:
+    database = Database(url)
+    for i in range(50):
+        with database.write() as conn:
+            conn.execute(text("INSERT INTO item (name) VALUES (:n)"), {"n": f"{prefix}{i}"})
+    database.dispose()
+
+
+def test_two_processes_writing_one_sqlite_file_take_turns(db, tmp_path):
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'group.sqlite'}"
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_many, args=(url, p)) for p in ("a", "b")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert [w.exitcode for w in workers] == [0, 0]
+    assert len(names(db)) == 100
