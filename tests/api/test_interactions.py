@@ -346,3 +346,21 @@ def test_openapi_describes_every_route_of_the_table(fhir):
     read = document["paths"]["/fhir/{type}/{id}"]["get"]
     type_param = next(p for p in read["parameters"] if p["name"] == "type")
     assert "Patient" in type_param["schema"]["enum"]
+
+
+def test_capability_statement_lists_exactly_the_registry(fhir, server):
+    statement = fhir.get("metadata").json()
+    listed = {
+        (r["type"], p["name"]): p["type"]
+        for r in statement["rest"][0]["resource"] for p in r["searchParam"]
+    }
+    registered = {
+        (rtype, code): param.type
+        for rtype in server.registry.supported_types
+        for code, param in server.registry.params_for(rtype).items()
+    }
+    assert listed == registered
+    assert {r["type"] for r in statement["rest"][0]["resource"]} == set(server.registry.supported_types)
+    skipped = set(server.registry.skipped)
+    assert not any(p.url in skipped for rtype in server.registry.supported_types
+                   for p in server.registry.params_for(rtype).values())
