@@ -59,6 +59,9 @@ class ResourceService:
         self.store = store
         self.indexer = indexer
         self.finder = finder
+        # Checks run on every resource about to be written, before the write transaction;
+        # each raises a FhirError (e.g. 422 for a profile violation) to refuse it.
+        self.checks: list[Callable[[dict], None]] = []
         # Hooks run inside the write transaction after each change:
         # (conn, before, after) with None for "did not exist" / "deleted".
         self.on_change: list[Callable[[Connection, dict | None, dict | None], None]] = []
@@ -115,7 +118,7 @@ class ResourceService:
         self, resource: dict, *, res_type: str | None = None, if_none_exist: str | None = None,
         conn: Connection | None = None, res_id: str | None = None,
     ) -> WriteResult:
-        check_resource(resource, res_type)
+        self.check(resource, res_type)
         rtype = resource["resourceType"]
         with self._tx(conn) as c:
             if if_none_exist:
@@ -138,7 +141,7 @@ class ResourceService:
         self, res_type: str, res_id: str, resource: dict, *, if_match: str | None = None,
         conn: Connection | None = None,
     ) -> WriteResult:
-        check_resource(resource, res_type)
+        self.check(resource, res_type)
         if resource.get("id") != res_id:
             raise InvalidRequest(
                 f"The resource id {resource.get('id')!r} does not match the URL id {res_id!r}",
@@ -156,7 +159,7 @@ class ResourceService:
     def conditional_update(
         self, res_type: str, query: str, resource: dict, conn: Connection | None = None,
     ) -> WriteResult:
-        check_resource(resource, res_type)
+        self.check(resource, res_type)
         with self._tx(conn) as c:
             matches = self._match(c, res_type, query, "conditional update")
             if not matches:
@@ -196,7 +199,7 @@ class ResourceService:
                 raise Unprocessable(f"The patch cannot be applied: {exc}") from None
             if patched.get("resourceType") != res_type or patched.get("id") != res_id:
                 raise Unprocessable("A patch may not change resourceType or id")
-            check_resource(patched, res_type)
+            self.check(patched, res_type)
             return self._replace(c, current, patched, "PATCH")
 
     # ---- delete --------------------------------------------------------------------------
@@ -220,6 +223,12 @@ class ResourceService:
             return len(matches)
 
     # ---- helpers -------------------------------------------------------------------------
+    def check(self, resource: dict, res_type: str | None = None) -> None:
+        """Refuse a resource that is not valid FHIR or fails a registered check."""
+        check_resource(resource, res_type)
+        for check in self.checks:
+            check(resource)
+
     def _match(self, conn: Connection, res_type: str, query: str, what: str) -> list[str]:
         pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)
         if not pairs:

@@ -106,12 +106,12 @@ class Database:
                 conn.rollback()
 
     def migrate(self) -> None:
-        """Bring the schema to the newest migration (creates it on an empty database)."""
+        """Bring the schema to the newest migration of every branch (creates it on an empty database)."""
         with self.engine.begin() as conn:
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
             if self.is_sqlite:
                 seed_statistics(conn)
 

@@ -1,0 +1,1 @@
+"""Authentication (SMART on FHIR tokens), scopes, organisation-scoped access and audit."""
