@@ -15,6 +15,9 @@ Rules:
   the same criteria, else by search: no match 404, several 412 (as HAPI). Duplicate fullUrls are
   a 400. Any failing entry rolls everything back, and the response is that entry's
   OperationOutcome and status, its issues located at ``Bundle.entry[n]``.
+* When no id or reference needs a search (no conditional entries or references), ids,
+  references, validation and index rows are all worked out before the write transaction
+  begins, so that server processes sharing a SQLite file overlap on that work.
 * A **batch** runs each entry on its own, in order, each in its own database transaction with
   the same steps, except that fullUrl (``urn:uuid``) references are stored as they are. A failing
   entry becomes a response entry with its status and ``outcome``; the batch answers 200.
@@ -51,6 +54,7 @@ from fhir_server.errors import (
 )
 from fhir_server.fhir.formats import PATCH_JSON
 from fhir_server.server import Server
+from fhir_server.services.resources import Prepared
 from fhir_server.services.search import searchset_bundle
 
 PHASE = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -78,6 +82,11 @@ class Entry:
     if_none_exist: str | None
     target: str | None = None
     existing: bool = False  # a POST whose ifNoneExist matched: nothing is created
+    prepared: Prepared | None = None  # the checked, indexed resource a POST/PUT writes
+
+
+class _NeedsLookup(Exception):
+    """Raised while resolving without a database: an id or reference needs a search."""
 
 
 def batch_or_transaction(server: Server, request: FhirRequest) -> FhirResponse:
@@ -109,8 +118,7 @@ def _transaction(server: Server, request: FhirRequest, items: list) -> list[dict
         with _at(index):
             entries.append(_parse_entry(server, request, index, item))
     _check_unique_full_urls(entries)
-    with server.db.write() as conn:
-        return _process(server, request, conn, entries, link_full_urls=True)
+    return _write(server, request, entries, link_full_urls=True)
 
 
 def _batch(server: Server, request: FhirRequest, items: list) -> list[dict]:
@@ -119,8 +127,7 @@ def _batch(server: Server, request: FhirRequest, items: list) -> list[dict]:
         try:
             with _at(index):
                 entry = _parse_entry(server, request, index, item)
-            with server.db.write() as conn:
-                responses += _process(server, request, conn, [entry], link_full_urls=False)
+            responses += _write(server, request, [entry], link_full_urls=False)
         except FhirError as exc:
             failure = {"status": _status(exc.status), "outcome": operation_outcome(exc.issues)}
             responses.append({"response": failure})
@@ -196,40 +203,62 @@ def _check_unique_full_urls(entries: list[Entry]) -> None:
 
 
 # ---- processing ---------------------------------------------------------------------------
-def _process(
-    server: Server, request: FhirRequest, conn: Connection, entries: list[Entry],
-    link_full_urls: bool,
-) -> list[dict]:
-    """Run ``entries`` in the spec's order inside ``conn``; response entries in request order."""
+def _write(server: Server, request: FhirRequest, entries: list[Entry], link_full_urls: bool) -> list[dict]:
+    """Run ``entries`` in one database transaction, resolving ahead of it where possible."""
     ordered = sorted(entries, key=lambda e: PHASE[e.method])
-    done: dict[int, dict] = {}
-    for entry in (e for e in ordered if e.method == "DELETE"):
-        with _at(entry.index):
-            done[entry.index] = _delete(server, conn, entry)
     writes = [e for e in ordered if e.method in ("POST", "PUT", "PATCH")]
+    try:
+        _resolve(server, None, writes, link_full_urls)
+        resolved = True
+    except _NeedsLookup:
+        resolved = False
+    with server.db.write() as conn:
+        done: dict[int, dict] = {}
+        for entry in (e for e in ordered if e.method == "DELETE"):
+            with _at(entry.index):
+                done[entry.index] = _delete(server, conn, entry)
+        if not resolved:
+            _resolve(server, conn, writes, link_full_urls)
+        for entry in (e for e in ordered if e.method != "DELETE"):
+            with _at(entry.index):
+                done[entry.index] = EXECUTE[entry.method](server, request, conn, entry)
+        return [done[e.index] for e in entries]
+
+
+def _resolve(server: Server, conn: Connection | None, writes: list[Entry], link_full_urls: bool) -> None:
+    """Fix every POST/PUT's id, rewrite references, then check and index the resources.
+
+    Without a connection (``conn`` None) a needed search raises ``_NeedsLookup``; what was
+    done by then stays valid, and the call is repeated inside the transaction.
+    """
     by_criteria = _assign_targets(server, conn, writes)
     links = {e.full_url: f"{e.rtype}/{e.target}" for e in writes if e.full_url and e.target}
     _rewrite_references(server, conn, writes, links if link_full_urls else None, by_criteria)
-    for entry in (e for e in ordered if e.method != "DELETE"):
+    for entry in writes:
+        if entry.method == "PATCH" or entry.existing:
+            continue
         with _at(entry.index):
-            done[entry.index] = EXECUTE[entry.method](server, request, conn, entry)
-    return [done[e.index] for e in entries]
+            resource = entry.resource if entry.method == "POST" or entry.rid else {
+                **entry.resource, "id": entry.target}
+            entry.prepared = server.resources.prepare(resource, entry.rtype)
 
 
-def _assign_targets(server: Server, conn: Connection, writes: list[Entry]) -> dict[tuple, str]:
+def _assign_targets(server: Server, conn: Connection | None, writes: list[Entry]) -> dict[tuple, str]:
     """Fix the id every POST/PUT will write; returns {(type, criteria): id} of their conditions."""
     by_criteria: dict[tuple, str] = {}
     for entry in writes:
         with _at(entry.index):
-            if entry.method == "PATCH":
-                continue
+            if entry.method == "PATCH" or entry.target is not None:
+                continue  # PATCH finds its resource when it runs; or fixed by an earlier pass
             if entry.method == "PUT" and entry.rid:
                 entry.target = entry.rid
                 continue
-            criteria = entry.if_none_exist if entry.method == "POST" else entry.query
+            criteria = _criteria_of(entry)
             if not criteria:
                 entry.target = str(uuid.uuid4())
                 continue
+            if conn is None:
+                raise _NeedsLookup
             key = _criteria_key(entry.rtype, criteria)
             found = by_criteria.get(key) or _match(server, conn, entry.rtype, criteria)
             own_id = entry.resource.get("id") if entry.method == "PUT" else None
@@ -241,6 +270,10 @@ def _assign_targets(server: Server, conn: Connection, writes: list[Entry]) -> di
             entry.existing = bool(found) and entry.method == "POST"
             by_criteria[key] = entry.target
     return by_criteria
+
+
+def _criteria_of(entry: Entry) -> str | None:
+    return entry.if_none_exist if entry.method == "POST" else entry.query
 
 
 def _criteria_key(rtype: str, criteria: str) -> tuple:
@@ -265,7 +298,7 @@ def _match(server: Server, conn: Connection, rtype: str, criteria: str) -> str |
 
 # ---- reference rewriting -----------------------------------------------------------------
 def _rewrite_references(
-    server: Server, conn: Connection, writes: list[Entry], links: dict[str, str] | None,
+    server: Server, conn: Connection | None, writes: list[Entry], links: dict[str, str] | None,
     by_criteria: dict[tuple, str],
 ) -> None:
     """Point fullUrl and conditional references at ``Type/id`` (links None: leave fullUrls)."""
@@ -280,6 +313,8 @@ def _rewrite_references(
         if not conditional:
             return reference
         if reference not in resolved:
+            if conn is None:
+                raise _NeedsLookup
             rtype, query = conditional["type"], conditional["query"]
             found = by_criteria.get(_criteria_key(rtype, query))
             found = found or _match(server, conn, rtype, query)
@@ -318,16 +353,13 @@ def _post(server: Server, request: FhirRequest, conn: Connection, entry: Entry) 
     if entry.existing:
         existing = server.resources.read(entry.rtype, entry.target, conn=conn)
         return _written_entry(request, existing, 200)
-    result = server.resources.create(
-        entry.resource, res_type=entry.rtype, conn=conn, res_id=entry.target,
-    )
+    result = server.resources.create(entry.prepared, res_type=entry.rtype, conn=conn, res_id=entry.target)
     return _written_entry(request, result.resource, 201)
 
 
 def _put(server: Server, request: FhirRequest, conn: Connection, entry: Entry) -> dict:
-    resource = entry.resource if entry.rid else {**entry.resource, "id": entry.target}
     result = server.resources.update(
-        entry.rtype, entry.target, resource, if_match=entry.if_match, conn=conn,
+        entry.rtype, entry.target, entry.prepared, if_match=entry.if_match, conn=conn,
     )
     return _written_entry(request, result.resource, 201 if result.created else 200)
 

@@ -28,12 +28,24 @@ from fhir_server.errors import (
     Unprocessable,
 )
 from fhir_server.fhir.models import check_resource, is_valid_id
-from fhir_server.search.indexer import Indexer
+from fhir_server.search.indexer import Indexer, IndexRow
 from fhir_server.storage.engine import Database
 from fhir_server.storage.store import ResourceStore, Stored
 
 # (connection, resource type, query string pairs) -> ids of the matching live resources
 Finder = Callable[[Connection, str, list[tuple[str, str]]], list[str]]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A resource already checked and turned into index rows.
+
+    This is the CPU-heavy part of a write; doing it before the write transaction lets server
+    processes that share one SQLite file (``serve --workers``) overlap on it.
+    """
+
+    resource: dict
+    rows: list[IndexRow]
 
 
 @dataclass(frozen=True)
@@ -115,33 +127,34 @@ class ResourceService:
 
     # ---- create --------------------------------------------------------------------------
     def create(
-        self, resource: dict, *, res_type: str | None = None, if_none_exist: str | None = None,
+        self, resource: dict | Prepared, *, res_type: str | None = None, if_none_exist: str | None = None,
         conn: Connection | None = None, res_id: str | None = None,
     ) -> WriteResult:
-        self.check(resource, res_type)
-        rtype = resource["resourceType"]
+        prepared = self.prepare(resource, res_type)
+        rtype = prepared.resource["resourceType"]
         with self._tx(conn) as c:
             if if_none_exist:
                 matches = self._match(c, rtype, if_none_exist, "If-None-Exist")
                 if matches:
                     existing = self.store.current(c, rtype, matches[0])
                     return WriteResult(existing.json(), False, existing.version)
-            return self._insert(c, resource, res_id or str(uuid.uuid4()))
+            return self._insert(c, prepared, res_id or str(uuid.uuid4()))
 
-    def _insert(self, conn: Connection, resource: dict, res_id: str) -> WriteResult:
+    def _insert(self, conn: Connection, prepared: Prepared, res_id: str) -> WriteResult:
         when = now_utc()
-        resource = _stamp(resource, res_id, 1, when)
+        resource = _stamp(prepared.resource, res_id, 1, when)
         pid = self.store.insert(conn, resource["resourceType"], res_id, orjson.dumps(resource), when)
-        self.store.write_index(conn, pid, resource["resourceType"], self.indexer.rows(resource), fresh=True)
+        self.store.write_index(conn, pid, resource["resourceType"], prepared.rows, fresh=True)
         self._changed(conn, None, resource)
         return WriteResult(resource, True, 1)
 
     # ---- update --------------------------------------------------------------------------
     def update(
-        self, res_type: str, res_id: str, resource: dict, *, if_match: str | None = None,
+        self, res_type: str, res_id: str, resource: dict | Prepared, *, if_match: str | None = None,
         conn: Connection | None = None,
     ) -> WriteResult:
-        self.check(resource, res_type)
+        prepared = self.prepare(resource, res_type)
+        resource = prepared.resource
         if resource.get("id") != res_id:
             raise InvalidRequest(
                 f"The resource id {resource.get('id')!r} does not match the URL id {res_id!r}",
@@ -153,33 +166,34 @@ class ResourceService:
             current = self.store.current(c, res_type, res_id, for_update=True)
             _check_if_match(current, if_match)
             if current is None:  # update as create, with the client's id
-                return self._insert(c, resource, res_id)
-            return self._replace(c, current, resource, "PUT")
+                return self._insert(c, prepared, res_id)
+            return self._replace(c, current, prepared, "PUT")
 
     def conditional_update(
         self, res_type: str, query: str, resource: dict, conn: Connection | None = None,
     ) -> WriteResult:
-        self.check(resource, res_type)
+        prepared = self.prepare(resource, res_type)
+        resource = prepared.resource
         with self._tx(conn) as c:
             matches = self._match(c, res_type, query, "conditional update")
             if not matches:
                 if resource.get("id"):
-                    return self.update(res_type, resource["id"], resource, conn=c)
-                return self._insert(c, resource, str(uuid.uuid4()))
+                    return self.update(res_type, resource["id"], prepared, conn=c)
+                return self._insert(c, prepared, str(uuid.uuid4()))
             if resource.get("id") and resource["id"] != matches[0]:
                 raise InvalidRequest(
                     f"The resource id {resource['id']!r} does not match the resource found ({matches[0]})"
                 )
             current = self.store.current(c, res_type, matches[0], for_update=True)
-            return self._replace(c, current, {**resource, "id": matches[0]}, "PUT")
+            return self._replace(c, current, Prepared({**resource, "id": matches[0]}, prepared.rows), "PUT")
 
-    def _replace(self, conn: Connection, current: Stored, resource: dict, method: str) -> WriteResult:
+    def _replace(self, conn: Connection, current: Stored, prepared: Prepared, method: str) -> WriteResult:
         when = now_utc()
-        if not current.deleted and _same_content(current.json(), resource):
+        if not current.deleted and _same_content(current.json(), prepared.resource):
             return WriteResult(current.json(), False, current.version)  # no-op: no new version
-        resource = _stamp(resource, current.res_id, current.version + 1, when)
+        resource = _stamp(prepared.resource, current.res_id, current.version + 1, when)
         version = self.store.replace(conn, current, orjson.dumps(resource), when, method)
-        self.store.write_index(conn, current.pid, current.res_type, self.indexer.rows(resource), fresh=False)
+        self.store.write_index(conn, current.pid, current.res_type, prepared.rows, fresh=False)
         self._changed(conn, None if current.deleted else current.json(), resource)
         return WriteResult(resource, current.deleted, version)
 
@@ -199,8 +213,7 @@ class ResourceService:
                 raise Unprocessable(f"The patch cannot be applied: {exc}") from None
             if patched.get("resourceType") != res_type or patched.get("id") != res_id:
                 raise Unprocessable("A patch may not change resourceType or id")
-            self.check(patched, res_type)
-            return self._replace(c, current, patched, "PATCH")
+            return self._replace(c, current, self.prepare(patched, res_type), "PATCH")
 
     # ---- delete --------------------------------------------------------------------------
     def delete(self, res_type: str, res_id: str, conn: Connection | None = None) -> int | None:
@@ -223,11 +236,15 @@ class ResourceService:
             return len(matches)
 
     # ---- helpers -------------------------------------------------------------------------
-    def check(self, resource: dict, res_type: str | None = None) -> None:
-        """Refuse a resource that is not valid FHIR or fails a registered check."""
+    def prepare(self, resource: dict | Prepared, res_type: str | None = None) -> Prepared:
+        """Check a resource (valid FHIR, every registered check) and compute its index rows;
+        a FhirError refuses it. Already prepared resources pass through."""
+        if isinstance(resource, Prepared):
+            return resource
         check_resource(resource, res_type)
         for check in self.checks:
             check(resource)
+        return Prepared(resource, self.indexer.rows(resource))
 
     def _match(self, conn: Connection, res_type: str, query: str, what: str) -> list[str]:
         pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)
@@ -271,4 +288,4 @@ def _check_if_match(current: Stored | None, if_match: str | None) -> None:
         )
 
 
-__all__ = ["ResourceService", "WriteResult", "now_utc", "instant"]
+__all__ = ["Prepared", "ResourceService", "WriteResult", "now_utc", "instant"]
