@@ -33,7 +33,7 @@ class Server:
         self.db.migrate()
         self.registry = SearchParamRegistry.from_profiles(settings.profiles_dir)
         self.keys = SearchParamKeys()
-        self.store = ResourceStore(self.keys)
+        self.store = ResourceStore(self.keys, self.db.engine.dialect)
         self.indexer = Indexer(self.registry)
         self.search = SearchService(self.db, self.store, self.registry, self.keys, settings)
         self.resources = ResourceService(self.db, self.store, self.indexer, self.search.find_ids)

@@ -106,7 +106,7 @@ def _reindex_batch(server: Server, conn, pids: list[int]) -> int:
         if stored is None or stored.deleted:  # deleted meanwhile: it has no index rows
             continue
         rows = server.indexer.rows(stored.json())
-        server.store.write_index(conn, pid, stored.res_type, rows, fresh=False)
+        server.store.write_index(conn, pid, stored.res_type, server.store.encode(rows), fresh=False)
         count += 1
     return count
 

@@ -28,9 +28,9 @@ from fhir_server.errors import (
     Unprocessable,
 )
 from fhir_server.fhir.models import check_resource, is_valid_id
-from fhir_server.search.indexer import Indexer, IndexRow
+from fhir_server.search.indexer import Indexer
 from fhir_server.storage.engine import Database
-from fhir_server.storage.store import ResourceStore, Stored
+from fhir_server.storage.store import EncodedRow, ResourceStore, Stored
 
 # (connection, resource type, query string pairs) -> ids of the matching live resources
 Finder = Callable[[Connection, str, list[tuple[str, str]]], list[str]]
@@ -45,7 +45,7 @@ class Prepared:
     """
 
     resource: dict
-    rows: list[IndexRow]
+    rows: list[EncodedRow]
 
 
 @dataclass(frozen=True)
@@ -244,7 +244,7 @@ class ResourceService:
         check_resource(resource, res_type)
         for check in self.checks:
             check(resource)
-        return Prepared(resource, self.indexer.rows(resource))
+        return Prepared(resource, self.store.encode(self.indexer.rows(resource)))
 
     def _match(self, conn: Connection, res_type: str, query: str, what: str) -> list[str]:
         pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)

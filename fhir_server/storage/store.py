@@ -7,10 +7,11 @@ resource, its history row, its index rows (and later its audit and provenance) i
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
+from typing import NamedTuple
 
 import orjson
 from sqlalchemy import Connection, Dialect, Table, and_, bindparam, delete, func, insert, select, update
@@ -42,8 +43,6 @@ _CURRENT_COLS = (
     resource.c.last_updated, resource.c.deleted, resource.c.content,
 )
 # Statements built once; each call only binds parameters.
-_INSERT_RESOURCE = insert(resource)
-_INSERT_HISTORY = insert(resource_history)
 _UPDATE_RESOURCE = (
     update(resource)
     .where(resource.c.pid == bindparam("b_pid"))
@@ -59,14 +58,20 @@ _HISTORY_COLS = (
 )
 
 
-_PENDING = "pending_index_rows"
+_PENDING = "pending_rows"
 
 
 @cache
-def _insert_sql(dialect: Dialect, table: Table):
+def _insert_sql(dialect: Dialect, table: Table, returning: bool = False):
     """An INSERT compiled once per dialect, its parameter order (for positional drivers) and
-    the column types' bind converters (e.g. datetimes as SQLAlchemy stores them in SQLite)."""
-    compiled = insert(table).compile(dialect=dialect)
+    the column types' bind converters (e.g. datetimes as SQLAlchemy stores them in SQLite);
+    ``returning``: it returns the new primary key."""
+    statement = insert(table)
+    if returning:  # the database assigns the key: every other column is a parameter
+        statement = statement.values(
+            {c.name: bindparam(c.name) for c in table.columns if not c.primary_key}
+        ).returning(*table.primary_key.columns)
+    compiled = statement.compile(dialect=dialect)
     converters = {}
     for column in table.columns:
         processor = column.type.dialect_impl(dialect).bind_processor(dialect)
@@ -76,14 +81,62 @@ def _insert_sql(dialect: Dialect, table: Table):
     return str(compiled), order, converters
 
 
-def _executemany(conn: Connection, table: Table, rows: list[dict]) -> None:
-    """Many rows through the driver's executemany, without per-row SQLAlchemy statement work."""
-    sql, order, converters = _insert_sql(conn.dialect, table)
+def _driver_params(conn: Connection, table: Table, rows: list[dict], returning: bool = False):
+    """The statement and the driver-level parameters of inserting ``rows`` into ``table``."""
+    sql, order, converters = _insert_sql(conn.dialect, table, returning)
     if converters:
         rows = [{**row, **{k: f(row[k]) for k, f in converters.items() if row.get(k) is not None}}
                 for row in rows]
-    params = [tuple(row[name] for name in order) for row in rows] if order else rows
+    return sql, [tuple(row[name] for name in order) for row in rows] if order else rows
+
+
+def _executemany(conn: Connection, table: Table, rows: list[dict]) -> None:
+    """Many rows through the driver's executemany, without per-row SQLAlchemy statement work."""
+    sql, params = _driver_params(conn, table, rows)
     conn.exec_driver_sql(sql, params)
+
+
+class EncodedRow(NamedTuple):
+    """An index row ready for the driver: everything but the resource's pid and the key."""
+
+    kind: str
+    code: str  # the search parameter (its key is looked up when the row is written)
+    tail: tuple  # grp, then the kind's value columns, converted for the driver
+
+
+@cache
+def _index_insert(dialect: Dialect, kind: str) -> tuple[str, tuple[tuple[str, Callable | None], ...]]:
+    """INSERT into the kind's table with positional parameters (sp, pid, grp, values...), and
+    each value column's name and bind converter."""
+    table = INDEX_TABLES[kind]
+    names = [c.name for c in table.columns]
+    assert names[:3] == ["sp", "pid", "grp"], names
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    quote = dialect.identifier_preparer.quote
+    sql = (f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) "
+           f"VALUES ({', '.join([mark] * len(names))})")
+    values = tuple(
+        (c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in table.columns[3:]
+    )
+    return sql, values
+
+
+def _insert_returning_pid(conn: Connection, row: dict) -> int:
+    """Insert one current-version row straight through the driver; returns its new pid."""
+    sql, params = _driver_params(conn, resource, [row], returning=True)
+    return conn.exec_driver_sql(sql, params[0]).scalar_one()
+
+
+@dataclass
+class _Pending:
+    """Rows a write transaction has produced but not yet sent to the database.
+
+    They go in one ``executemany`` per table at ``flush``: a Bundle of hundreds of resources
+    then costs a few statements instead of several per resource.
+    """
+
+    index: dict[int, list[tuple[str, tuple]]] = field(default_factory=dict)  # pid -> (kind, params)
+    history: list[dict] = field(default_factory=list)
 
 
 class SearchParamKeys:
@@ -121,8 +174,9 @@ class SearchParamKeys:
 
 
 class ResourceStore:
-    def __init__(self, keys: SearchParamKeys):
+    def __init__(self, keys: SearchParamKeys, dialect: Dialect):
         self.keys = keys
+        self.dialect = dialect
 
     # ---- reads ---------------------------------------------------------------------------
     def current(self, conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Stored | None:
@@ -143,6 +197,7 @@ class ResourceStore:
         return found
 
     def version(self, conn: Connection, res_type: str, res_id: str, version: int) -> Stored | None:
+        self.flush(conn)
         row = conn.execute(
             select(*_HISTORY_COLS).where(
                 resource_history.c.res_type == res_type,
@@ -157,6 +212,7 @@ class ResourceStore:
         since: datetime | None = None, before: datetime | None = None, limit: int = 20, offset: int = 0,
     ) -> tuple[list[Stored], int]:
         """Versions newest first, and the total count of versions matching."""
+        self.flush(conn)
         conditions = []
         if res_type:
             conditions.append(resource_history.c.res_type == res_type)
@@ -181,10 +237,10 @@ class ResourceStore:
     # ---- writes --------------------------------------------------------------------------
     def insert(self, conn: Connection, res_type: str, res_id: str, content: bytes, when: datetime) -> int:
         text = content.decode()
-        pid = conn.execute(_INSERT_RESOURCE, {
+        pid = _insert_returning_pid(conn, {
             "res_type": res_type, "res_id": res_id, "version": 1, "last_updated": when, "deleted": False,
             "content": text,
-        }).inserted_primary_key[0]
+        })
         self._history(conn, pid, res_type, res_id, 1, when, False, "POST", text)
         return pid
 
@@ -202,52 +258,67 @@ class ResourceStore:
         return version
 
     def _history(self, conn, pid, res_type, res_id, version, when, deleted, method, text) -> None:
-        conn.execute(_INSERT_HISTORY, {
+        self._pending(conn).history.append({
             "pid": pid, "version": version, "res_type": res_type, "res_id": res_id, "last_updated": when,
             "deleted": deleted, "method": method, "content": text,
         })
 
-    def write_index(self, conn: Connection, pid: int, res_type: str, rows: list[IndexRow], *, fresh: bool) -> None:
-        """Replace the index rows of a resource (``fresh``: it has none yet).
+    def encode(self, rows: list[IndexRow]) -> list[EncodedRow]:
+        """Index rows in the driver's terms: work that needs no connection, so a writer can do
+        it before its transaction."""
+        encoded = []
+        for row in rows:
+            _, columns = _index_insert(self.dialect, row.kind)
+            values = row.values
+            tail = [row.grp]
+            for name, convert in columns:
+                value = values.get(name)
+                tail.append(convert(value) if convert is not None and value is not None else value)
+            encoded.append(EncodedRow(row.kind, row.code, tuple(tail)))
+        return encoded
 
-        The rows wait in the transaction until ``flush``: a Bundle of hundreds of resources
-        then costs one statement per index table instead of several per resource.
-        """
+    def write_index(
+        self, conn: Connection, pid: int, res_type: str, rows: list[EncodedRow], *, fresh: bool,
+    ) -> None:
+        """Replace the index rows of a resource (``fresh``: it has none yet)."""
         if not fresh:
             self.clear_index(conn, [pid])
         keys = self.keys
-        self._pending(conn)[pid] = [
-            (row.kind, {"sp": keys.get(conn, res_type, row.code), "pid": pid, "grp": row.grp, **row.values})
-            for row in rows
+        self._pending(conn).index[pid] = [
+            (row.kind, (keys.get(conn, res_type, row.code), pid, *row.tail)) for row in rows
         ]
 
     def clear_index(self, conn: Connection, pids: Sequence[int]) -> None:
-        pending = self._pending(conn)
+        pending = self._pending(conn).index
         for pid in pids:
             pending.pop(pid, None)
         for statement in _DELETE_INDEX:
             conn.execute(statement, {"pids": list(pids)})
 
     def flush(self, conn: Connection) -> None:
-        """Write the index rows waiting in this transaction (run before commit and before searches)."""
+        """Write the history and index rows waiting in this transaction (run before commit and
+        before reading history or searching inside it)."""
         state = transaction_state(conn)
-        pending = state.get(_PENDING) if state else None
-        if not pending:
+        pending: _Pending | None = state.get(_PENDING) if state else None
+        if pending is None or not (pending.index or pending.history):
             return
-        by_kind: dict[str, list[dict]] = defaultdict(list)
-        for rows in pending.values():
-            for kind, values in rows:
-                by_kind[kind].append(values)
-        pending.clear()
-        for kind, values in by_kind.items():
-            _executemany(conn, INDEX_TABLES[kind], values)
+        if pending.history:
+            _executemany(conn, resource_history, pending.history)
+        by_kind: dict[str, list[tuple]] = defaultdict(list)
+        for rows in pending.index.values():
+            for kind, params in rows:
+                by_kind[kind].append(params)
+        pending.index.clear()
+        pending.history = []
+        for kind, params in by_kind.items():
+            conn.exec_driver_sql(_index_insert(self.dialect, kind)[0], params)
 
-    def _pending(self, conn: Connection) -> dict[int, list[tuple[str, dict]]]:
+    def _pending(self, conn: Connection) -> _Pending:
         state = transaction_state(conn)
         if state is None:
-            raise RuntimeError("index rows can only be written inside Database.write()")
+            raise RuntimeError("resources can only be written inside Database.write()")
         if _PENDING not in state:
-            state[_PENDING] = {}
+            state[_PENDING] = _Pending()
             before_commit(conn).append(lambda: self.flush(conn))
         return state[_PENDING]
 
