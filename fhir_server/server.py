@@ -11,8 +11,11 @@ import logging
 import orjson
 from sqlalchemy import Connection, select
 
+from fhir_server.auth.access import AccessPolicy
+from fhir_server.auth.audit import AuditTrail
 from fhir_server.search.indexer import Indexer, component_code
 from fhir_server.search.registry import SearchParamRegistry
+from fhir_server.services.conformance import ConformanceResources
 from fhir_server.services.history import HistoryService
 from fhir_server.services.resources import ResourceService
 from fhir_server.services.search import SearchService
@@ -20,6 +23,9 @@ from fhir_server.settings import Settings
 from fhir_server.storage.engine import Database, after_commit
 from fhir_server.storage.schema import resource
 from fhir_server.storage.store import ResourceStore, SearchParamKeys
+from fhir_server.terminology import TerminologyService
+from fhir_server.validation import ProfileValidator
+from fhir_server.validation.on_write import write_check
 
 log = logging.getLogger(__name__)
 # SearchParameter statuses that take effect (draft too, so that a client can try one out).
@@ -35,12 +41,25 @@ class Server:
         self.keys = SearchParamKeys()
         self.store = ResourceStore(self.keys, self.db.engine.dialect)
         self.indexer = Indexer(self.registry)
-        self.search = SearchService(self.db, self.store, self.registry, self.keys, settings)
-        self.resources = ResourceService(self.db, self.store, self.indexer, self.search.find_ids)
-        self.history = HistoryService(self.db, self.store)
+        self.access = AccessPolicy(self.registry, settings.profiles_dir, settings.base_url)
+        self.audit = AuditTrail(self.db, self.store, self.indexer, self.access)
+        self.access.refusals.append(self.audit.refusal)
+        self.search = SearchService(self.db, self.store, self.registry, self.keys, settings, self.access)
+        self.resources = ResourceService(self.db, self.store, self.indexer, self.search.find_ids, self.access)
+        self.history = HistoryService(self.db, self.store, self.access)
+        # access first: it refuses (403) before anything else of the change is recorded
+        self.resources.on_change += [self.access.on_change, self.audit.on_change]
         self.resources.on_change.append(self._follow_search_parameters)
         self._load_stored_search_parameters()
         self.sync_search_param_keys()
+        self.terminology = TerminologyService.load(settings.terminology_dir)
+        self.conformance = ConformanceResources(
+            self.resources, list(self.terminology.resources), settings.local_profiles_dir)
+        self.conformance.load()
+        self.validator = ProfileValidator.from_directory(settings.local_profiles_dir, self.terminology)
+        profile_check = write_check(self.validator, settings.validation)
+        if profile_check is not None:
+            self.resources.checks.append(profile_check)
 
     def sync_search_param_keys(self) -> None:
         with self.db.write() as conn:
@@ -81,4 +100,5 @@ class Server:
         after_commit(conn).append(apply)
 
     def close(self) -> None:
+        self.audit.close()  # queued read events are written before the engine goes
         self.db.dispose()

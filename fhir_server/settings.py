@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -20,6 +21,8 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8080/fhir"
     profiles_dir: Path = PROJECT_ROOT / "profiles"
     terminology_dir: Path = PROJECT_ROOT / "terminology"
+    # StructureDefinitions served read-only (the examples/ folder inside is not loaded).
+    local_profiles_dir: Path = PROJECT_ROOT / "profiles" / "local"
     # Requests larger than this are refused with 413 before they are parsed.
     max_body_bytes: int = 20 * 1024 * 1024
     default_page_size: int = 20
@@ -28,6 +31,28 @@ class Settings(BaseSettings):
     max_bundle_entries: int = 10_000
     # Resources per batch when $reindex walks the store.
     reindex_batch_size: int = 500
+    # Profile validation on write (fhir_server/validation/on_write.py): "enforce" refuses a
+    # resource that breaks a county profile it claims (422), "warn" stores it and logs, "off".
+    validation: Literal["enforce", "warn", "off"] = "enforce"
+
+    # Authentication (fhir_server/auth). Off only for local development: serve --no-auth.
+    auth_enabled: bool = True
+    # Lifetime of the access tokens the server issues (15 minutes).
+    auth_token_lifetime_seconds: int = 900
+    # An external OpenID Connect provider whose access tokens are accepted too (all three needed).
+    auth_jwks_url: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    # The claim of an external token that names the caller's organisation ("Organization/<id>").
+    auth_organization_claim: str = "organization"
+    # Browser origins allowed by CORS, comma-separated ("*" for any); empty: CORS closed.
+    cors_origins: str = ""
+    # Strict-Transport-Security max-age in seconds; 0 sends no header (set it behind TLS).
+    hsts_max_age: int = 0
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
 
 @lru_cache(maxsize=1)

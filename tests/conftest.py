@@ -2,6 +2,10 @@
 
 The database is a SQLite file in a temporary directory, or the PostgreSQL server named by
 ``FHIR_TEST_DATABASE_URL`` (``.ci/run`` starts one and runs the API suite against it).
+
+Authentication is on, as in production: the ``client`` fixture carries a real access token,
+obtained once per session from the token endpoint by an unrestricted client (bound to no
+organisation, sees all) registered with every scope.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, delete, text
 from sqlalchemy.engine import make_url
 
+import fhir_server.auth.schema  # noqa: F401 - the auth tables join the shared MetaData, as in the server
 from fhir_server.settings import Settings
 
 BASE = "http://testserver/fhir"
+ALL_SCOPES = "system/*.cruds"
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +49,8 @@ def _worker_database(url: str, worker_id: str) -> str:
 
 @pytest.fixture(scope="session")
 def settings(database_url) -> Settings:
-    return Settings(database_url=database_url, base_url=BASE)
+    # tokens outlive a slow session (the suite's token is fetched once)
+    return Settings(database_url=database_url, base_url=BASE, auth_token_lifetime_seconds=3600)
 
 
 @pytest.fixture(scope="session")
@@ -86,9 +93,32 @@ def app(server):
 
 
 @pytest.fixture
-def client(app, server) -> TestClient:
+def client(app, server, access_token) -> TestClient:
     with TestClient(app, base_url="http://testserver") as c:
+        c.headers["Authorization"] = f"Bearer {access_token}"
         yield c
+
+
+@pytest.fixture(scope="session")
+def access_token(app) -> str:
+    """A token with every scope, from the token endpoint (client_secret_basic)."""
+    client_id, secret = register_client(app, "test suite", None, ALL_SCOPES)
+    with TestClient(app, base_url="http://testserver") as c:
+        return get_token(c, client_id, secret)
+
+
+def register_client(app, name: str, organization: str | None, scopes: str) -> tuple[str, str]:
+    """A client acting for ``organization``, or unrestricted when it is None."""
+    client, secret = app.state.authentication.clients.register(
+        name, organization, scopes.split(), unrestricted=organization is None)
+    return client.client_id, secret
+
+
+def get_token(http: TestClient, client_id: str, secret: str, scope: str | None = None) -> str:
+    form = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
+    response = http.post("/auth/token", data=form, auth=(client_id, secret))
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ statement cannot claim more (or less) than the server does.
 from __future__ import annotations
 
 from fhir_server import FHIR_VERSION, __version__
+from fhir_server.auth.smart import rest_security
 
 _TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance",
                       "history-type", "create", "search-type")
@@ -32,6 +33,8 @@ def capability_statement(server, routes, base_url: str) -> dict:
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
+            **({"security": rest_security(base_url, bool(server.settings.cors_origin_list))}
+               if server.settings.auth_enabled else {}),
             "resource": resources,
             "interaction": [{"code": c} for c in _SYSTEM_INTERACTIONS if c in served],
             "operation": [
@@ -67,6 +70,9 @@ def _resource(server, rtype: str, served: set[str], routes) -> dict:
         ],
     }
     operations = [r for r in _unique_operations(routes, None) if r.level != "system" and r.path.split("/")[1] in (rtype, "{type}")]
+    profiles = server.conformance.supported_profiles(rtype)
+    if profiles:
+        entry["supportedProfile"] = profiles
     if operations:
         entry["operation"] = [{"name": r.operation.lstrip("$"), "definition": _operation_url(r.operation)} for r in operations]
     return entry
@@ -86,7 +92,9 @@ def _unique_operations(routes, level: str | None):
 def _operation_url(name: str) -> str:
     base = name.lstrip("$")
     standard = {"everything": "Patient-everything", "lastn": "Observation-lastn", "meta": "Resource-meta",
-                "meta-add": "Resource-meta-add", "meta-delete": "Resource-meta-delete"}
+                "meta-add": "Resource-meta-add", "meta-delete": "Resource-meta-delete",
+                "lookup": "CodeSystem-lookup", "validate-code": "ValueSet-validate-code",
+                "expand": "ValueSet-expand", "translate": "ConceptMap-translate"}
     if base in standard:
         return f"http://hl7.org/fhir/OperationDefinition/{standard[base]}"
     return f"http://county-fhir.example.org/OperationDefinition/{base}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from starlette.responses import Response
 
+from fhir_server.auth.identity import Identity
 from fhir_server.errors import information_outcome
 from fhir_server.fhir.formats import JSON, XML, parse_body, render
 
@@ -23,6 +24,7 @@ class FhirRequest:
     headers: dict[str, str]  # lower-case names
     raw_body: bytes
     base_url: str
+    identity: Identity  # who is calling, established by authentication (fhir_server/auth)
     _body: object = field(default=None, repr=False)
 
     @property

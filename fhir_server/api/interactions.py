@@ -1,4 +1,8 @@
-"""The RESTful interactions: each handler parses, calls one service and shapes the response."""
+"""The RESTful interactions: each handler parses, calls one service and shapes the response.
+
+Every service call carries ``request.identity`` (the caller's access scope), and every read
+is handed to the audit trail (``server.audit``), which records it if it touched patient data.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ def _type(server: Server, request: FhirRequest) -> str:
 
 def read(server: Server, request: FhirRequest) -> FhirResponse:
     rtype = _type(server, request)
-    resource = server.resources.read(rtype, request.path_params["id"])
+    resource = server.resources.read(rtype, request.path_params["id"], identity=request.identity)
+    server.audit.read(request.identity, "read", [(rtype, resource["id"])])
     if_none_match = request.header("if-none-match")
     headers = version_headers(resource, request.base_url)
     if if_none_match and if_none_match.strip() == headers["ETag"]:
@@ -30,13 +35,16 @@ def read(server: Server, request: FhirRequest) -> FhirResponse:
 
 def vread(server: Server, request: FhirRequest) -> FhirResponse:
     rtype = _type(server, request)
-    resource = server.resources.vread(rtype, request.path_params["id"], request.path_params["vid"])
+    resource = server.resources.vread(rtype, request.path_params["id"], request.path_params["vid"],
+                                      identity=request.identity)
+    server.audit.read(request.identity, "vread", [(rtype, resource["id"])])
     return FhirResponse(200, resource, version_headers(resource, request.base_url))
 
 
 def create(server: Server, request: FhirRequest) -> FhirResponse:
     rtype = _type(server, request)
-    result = server.resources.create(request.body, res_type=rtype, if_none_exist=request.header("if-none-exist"))
+    result = server.resources.create(request.body, res_type=rtype, if_none_exist=request.header("if-none-exist"),
+                                     identity=request.identity)
     return written(request, result.resource, 201 if result.created else 200)
 
 
@@ -44,6 +52,7 @@ def update(server: Server, request: FhirRequest) -> FhirResponse:
     rtype = _type(server, request)
     result = server.resources.update(
         rtype, request.path_params["id"], request.body, if_match=request.header("if-match"),
+        identity=request.identity,
     )
     return written(request, result.resource, 201 if result.created else 200)
 
@@ -51,7 +60,7 @@ def update(server: Server, request: FhirRequest) -> FhirResponse:
 def conditional_update(server: Server, request: FhirRequest) -> FhirResponse:
     rtype = _type(server, request)
     query = _criteria(request, "conditional update")
-    result = server.resources.conditional_update(rtype, query, request.body)
+    result = server.resources.conditional_update(rtype, query, request.body, identity=request.identity)
     return written(request, result.resource, 201 if result.created else 200)
 
 
@@ -59,13 +68,14 @@ def patch(server: Server, request: FhirRequest) -> FhirResponse:
     rtype = _type(server, request)
     result = server.resources.patch(
         rtype, request.path_params["id"], request.body, if_match=request.header("if-match"),
+        identity=request.identity,
     )
     return written(request, result.resource, 200)
 
 
 def delete(server: Server, request: FhirRequest) -> FhirResponse:
     rtype = _type(server, request)
-    version = server.resources.delete(rtype, request.path_params["id"])
+    version = server.resources.delete(rtype, request.path_params["id"], identity=request.identity)
     headers = {"ETag": f'W/"{version}"'} if version else {}
     message = "Deleted" if version else "Nothing to delete"
     return FhirResponse(200, information_outcome(f"{message}: {rtype}/{request.path_params['id']}"), headers)
@@ -73,7 +83,8 @@ def delete(server: Server, request: FhirRequest) -> FhirResponse:
 
 def conditional_delete(server: Server, request: FhirRequest) -> FhirResponse:
     rtype = _type(server, request)
-    deleted = server.resources.conditional_delete(rtype, _criteria(request, "conditional delete"))
+    deleted = server.resources.conditional_delete(rtype, _criteria(request, "conditional delete"),
+                                                  identity=request.identity)
     return FhirResponse(200, information_outcome(f"Deleted {deleted} {rtype} resource(s)"))
 
 
@@ -87,31 +98,45 @@ def search(server: Server, request: FhirRequest) -> FhirResponse:
                 raise InvalidRequest("POST _search needs an application/x-www-form-urlencoded body")
             pairs += parse_qsl(request.raw_body.decode("utf-8", "replace"), keep_blank_values=True)
     parsed = server.search.parse(rtype, pairs, strict=request.strict)
-    result = server.search.search(parsed)
+    result = server.search.search(parsed, identity=request.identity)
+    returned = [(s.res_type, s.res_id) for s in (*result.matches, *result.included)]
+    server.audit.read(request.identity, "search-type", returned, query=f"{rtype}?{urlencode(pairs)}")
     bundle = searchset_bundle(result, request.base_url, rtype, pairs)
     return FhirResponse(200, bundle)
 
 
 def history_instance(server: Server, request: FhirRequest) -> FhirResponse:
     rtype = _type(server, request)
-    return _history(server, request, rtype, request.path_params["id"])
+    return _history(server, request, rtype, request.path_params["id"], "history-instance")
 
 
 def history_type(server: Server, request: FhirRequest) -> FhirResponse:
-    return _history(server, request, _type(server, request), None)
+    return _history(server, request, _type(server, request), None, "history-type")
 
 
 def history_system(server: Server, request: FhirRequest) -> FhirResponse:
-    return _history(server, request, None, None)
+    return _history(server, request, None, None, "history-system")
 
 
-def _history(server: Server, request: FhirRequest, rtype: str | None, rid: str | None) -> FhirResponse:
+def _history(server: Server, request: FhirRequest, rtype: str | None, rid: str | None,
+             interaction: str) -> FhirResponse:
     settings = server.settings
     bundle = server.history.bundle(
-        request.base_url, res_type=rtype, res_id=rid, params=dict(request.query),
+        request.base_url, res_type=rtype, res_id=rid, params=dict(request.query), identity=request.identity,
         default_count=settings.default_page_size, max_count=settings.max_page_size,
     )
+    server.audit.read(request.identity, interaction, bundle_members(bundle, request.base_url))
     return FhirResponse(200, bundle)
+
+
+def bundle_members(bundle: dict, base_url: str) -> list[tuple[str, str]]:
+    """(type, id) of every entry of a Bundle this server built (from the fullUrls)."""
+    members = []
+    for entry in bundle.get("entry", ()):
+        rtype, _, rid = entry.get("fullUrl", "").removeprefix(base_url + "/").partition("/")
+        if rid:
+            members.append((rtype, rid))
+    return members
 
 
 def _criteria(request: FhirRequest, what: str) -> str:

@@ -13,7 +13,7 @@ from fhir_server.api import interactions as i
 from fhir_server.api.capability import capability_statement
 from fhir_server.api.http import FhirRequest, FhirResponse
 from fhir_server.operations import bundle as bundle_op
-from fhir_server.operations import everything, lastn, meta, reindex
+from fhir_server.operations import everything, lastn, meta, reindex, terminology, validate
 from fhir_server.server import Server
 
 Handler = Callable[[Server, FhirRequest], FhirResponse]
@@ -44,6 +44,21 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/Observation/$lastn", lastn.handle, None, "type", "$lastn"),
     Route("GET", "/Patient/{id}/$everything", everything.handle, None, "instance", "$everything"),
     Route("POST", "/Patient/{id}/$everything", everything.handle, None, "instance", "$everything"),
+    Route("GET", "/CodeSystem/$lookup", terminology.lookup, None, "type", "$lookup"),
+    Route("POST", "/CodeSystem/$lookup", terminology.lookup, None, "type", "$lookup"),
+    Route("GET", "/ValueSet/$validate-code", terminology.validate_code, None, "type", "$validate-code"),
+    Route("POST", "/ValueSet/$validate-code", terminology.validate_code, None, "type", "$validate-code"),
+    Route("GET", "/ValueSet/$expand", terminology.expand, None, "type", "$expand"),
+    Route("POST", "/ValueSet/$expand", terminology.expand, None, "type", "$expand"),
+    Route("GET", "/ValueSet/{id}/$validate-code", terminology.validate_code, None, "instance", "$validate-code"),
+    Route("POST", "/ValueSet/{id}/$validate-code", terminology.validate_code, None, "instance", "$validate-code"),
+    Route("GET", "/ValueSet/{id}/$expand", terminology.expand, None, "instance", "$expand"),
+    Route("POST", "/ValueSet/{id}/$expand", terminology.expand, None, "instance", "$expand"),
+    Route("GET", "/ConceptMap/$translate", terminology.translate, None, "type", "$translate"),
+    Route("POST", "/ConceptMap/$translate", terminology.translate, None, "type", "$translate"),
+    Route("GET", "/ConceptMap/{id}/$translate", terminology.translate, None, "instance", "$translate"),
+    Route("POST", "/ConceptMap/{id}/$translate", terminology.translate, None, "instance", "$translate"),
+    Route("POST", "/{type}/$validate", validate.type_level, None, "type", "$validate"),
     Route("GET", "/{type}/_history", i.history_type, "history-type"),
     Route("POST", "/{type}/_search", i.search, "search-type"),
     Route("POST", "/{type}/$reindex", reindex.type_level, None, "type", "$reindex"),
@@ -56,6 +71,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/{type}/{id}/_history/{vid}", i.vread, "vread", "instance"),
     Route("GET", "/{type}/{id}/_history", i.history_instance, "history-instance", "instance"),
     Route("POST", "/{type}/{id}/$reindex", reindex.instance, None, "instance", "$reindex"),
+    Route("GET", "/{type}/{id}/$validate", validate.instance, None, "instance", "$validate"),
+    Route("POST", "/{type}/{id}/$validate", validate.instance, None, "instance", "$validate"),
     Route("GET", "/{type}/{id}/$meta", meta.instance, None, "instance", "$meta"),
     Route("POST", "/{type}/{id}/$meta", meta.instance, None, "instance", "$meta"),
     Route("POST", "/{type}/{id}/$meta-add", meta.add, None, "instance", "$meta-add"),

@@ -37,6 +37,30 @@ GROUP_CHARACTERISTIC = f"{LOCAL_BASE}/CodeSystem/group-characteristic"
 # 12-digit statistical division code: GB/T 2260 county (6) + township (3) + village (3)
 ADMINISTRATIVE_DIVISION = f"{LOCAL_BASE}/CodeSystem/administrative-division"
 ADDRESS_DIVISION_EXTENSION = f"{LOCAL_BASE}/StructureDefinition/address-division-code"
+VISIT_MODE = f"{LOCAL_BASE}/CodeSystem/follow-up-visit-mode"
+VISIT_CLASSIFICATION = f"{LOCAL_BASE}/CodeSystem/follow-up-classification"
+VISIT_MODE_EXTENSION = f"{LOCAL_BASE}/StructureDefinition/visit-mode"
+VISIT_CLASSIFICATION_EXTENSION = f"{LOCAL_BASE}/StructureDefinition/visit-classification"
+NEXT_VISIT_EXTENSION = f"{LOCAL_BASE}/StructureDefinition/next-visit-date"
+
+
+def profile(name: str) -> dict:
+    """``meta`` claiming the county profile ``name`` (profiles/local/StructureDefinition-<name>.json)."""
+    return {"profile": [f"{LOCAL_BASE}/StructureDefinition/{name}"]}
+
+
+# The county profile each kind of generated resource claims.
+PROFILES = {
+    "Patient": "county-patient",
+    "Organization": "county-organization",
+    "Practitioner": "county-practitioner",
+    "PractitionerRole": "county-practitioner-role",
+    "Condition": "county-condition",
+    "CarePlan": "county-care-plan",
+    "follow-up": "county-follow-up-encounter",
+    "DiagnosticReport": "county-diagnostic-report",
+    "Group": "county-self-management-group",
+}
 
 # Managed conditions: key -> (ICD-10 code, English display, Chinese text)
 HYPERTENSION = "hypertension"
@@ -52,6 +76,12 @@ ENCOUNTER_TYPES = {
     "screening": ("blood-pressure-screening", "35岁以上居民首诊测血压"),
 }
 
+# Follow-up visit classification (WS 364 CV05.10.012): code -> Chinese display
+VISIT_CLASSIFICATIONS = {"1": "控制满意", "2": "控制不满意"}
+# Days to the next follow-up after a visit of that classification (DOMAIN.md: about 3 months
+# when controlled, within 2 weeks when not).
+NEXT_VISIT_DAYS = {"1": 90, "2": 14}
+
 # LOINC codes: key -> (code, display, Chinese text)
 LOINC_CODES = {
     "bp": ("85354-9", "Blood pressure panel with all children optional", "血压"),
@@ -65,6 +95,17 @@ LOINC_CODES = {
     "cholesterol": ("2093-3", "Cholesterol [Mass/volume] in Serum or Plasma", "总胆固醇"),
     "creatinine": ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "肌酐"),
     "lab_report": ("11502-2", "Laboratory report", "慢病年度检验报告"),
+}
+# The Observation profile of each LOINC key
+OBSERVATION_PROFILES = {
+    "bp": "county-blood-pressure",
+    "weight": "county-body-weight",
+    "heart_rate": "county-heart-rate",
+    "glucose_mass": "county-fasting-glucose",
+    "glucose_moles": "county-fasting-glucose",
+    "hba1c": "county-hba1c",
+    "cholesterol": "county-lipid",
+    "creatinine": "county-creatinine",
 }
 # UCUM units: code -> human-readable unit
 UNITS = {

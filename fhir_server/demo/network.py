@@ -116,6 +116,7 @@ def _organization(org_id: str, name: str, code: str, type_code: str, type_displa
     org = {
         "resourceType": "Organization",
         "id": org_id,
+        "meta": codes.profile(codes.PROFILES["Organization"]),
         "identifier": [{"use": "official", "system": codes.OID_INSTITUTION, "value": code}],
         "active": True,
         "type": [concept(codes.ORGANIZATION_TYPE, type_code, type_display, type_text)],
@@ -151,6 +152,7 @@ def _practitioner(rng: random.Random, prac_id: str) -> dict:
     return {
         "resourceType": "Practitioner",
         "id": prac_id,
+        "meta": codes.profile(codes.PROFILES["Practitioner"]),
         "active": True,
         "name": practitioner_name(family, given),
         "gender": sex,
@@ -161,6 +163,7 @@ def _role(role_id: str, prac_id: str, org_id: str, loc_id: str, code: str, text:
     return {
         "resourceType": "PractitionerRole",
         "id": role_id,
+        "meta": codes.profile(codes.PROFILES["PractitionerRole"]),
         "active": True,
         "practitioner": reference("Practitioner", prac_id),
         "organization": reference("Organization", org_id),

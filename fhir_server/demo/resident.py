@@ -23,6 +23,7 @@ from fhir_server.demo.names import person_name
 from fhir_server.demo.network import LAB_ID, Clinic, Network, address
 from fhir_server.demo.parameters import CountyParameters
 from fhir_server.demo.readings import (
+    BloodPressure,
     Physiology,
     draw_lab_values,
     draw_physiology,
@@ -73,6 +74,7 @@ def _observation(obs_id: str, key: str, category: str, subject: str, effective: 
     obs = {
         "resourceType": "Observation",
         "id": obs_id,
+        "meta": codes.profile(codes.OBSERVATION_PROFILES[key]),
         "status": "final",
         "category": [concept(codes.OBSERVATION_CATEGORY, category)],
         "code": concept(codes.LOINC, loinc, display, text),
@@ -107,6 +109,21 @@ def _range(low: float | None, high: float | None, unit: str) -> list[dict]:
     if high is not None:
         rng["high"] = quantity(high, unit)
     return [rng]
+
+
+def _classify(encounter: dict, day: date, bp: BloodPressure, fasting_glucose: float | None) -> None:
+    """This visit's classification and next visit date, from the readings just taken:
+    controlled when BP < 140/90 and (for diabetes) fasting glucose < 7.0 mmol/L."""
+    controlled = bp.systolic < 140 and bp.diastolic < 90 and (
+        fasting_glucose is None or fasting_glucose < 7.0)
+    code = "1" if controlled else "2"
+    encounter["extension"] += [
+        {"url": codes.VISIT_CLASSIFICATION_EXTENSION,
+         "valueCoding": {"system": codes.VISIT_CLASSIFICATION, "code": code,
+                         "display": codes.VISIT_CLASSIFICATIONS[code]}},
+        {"url": codes.NEXT_VISIT_EXTENSION,
+         "valueDate": (day + timedelta(days=codes.NEXT_VISIT_DAYS[code])).isoformat()},
+    ]
 
 
 class ResidentGenerator:
@@ -185,6 +202,7 @@ class ResidentGenerator:
         patient = {
             "resourceType": "Patient",
             "id": f"pat-{pid}",
+            "meta": codes.profile(codes.PROFILES["Patient"]),
             "identifier": [
                 {"use": "official",
                  "type": concept(codes.IDENTIFIER_TYPE, "NI", None, "居民身份证"),
@@ -230,6 +248,7 @@ class ResidentGenerator:
             out.append({
                 "resourceType": "Condition",
                 "id": cid,
+                "meta": codes.profile(codes.PROFILES["Condition"]),
                 "clinicalStatus": concept(codes.CONDITION_CLINICAL, "active"),
                 "verificationStatus": concept(codes.CONDITION_VERIFICATION, "confirmed"),
                 "category": [concept(codes.CONDITION_CATEGORY, "problem-list-item")],
@@ -245,6 +264,7 @@ class ResidentGenerator:
         out.append({
             "resourceType": "CarePlan",
             "id": f"cp-{pid}",
+            "meta": codes.profile(codes.PROFILES["CarePlan"]),
             "status": "active",
             "intent": "plan",
             "category": [concept(codes.CARE_PLAN_CATEGORY, "chronic-disease-management",
@@ -280,9 +300,13 @@ class ResidentGenerator:
             eid = f"enc-{pid}-f{number}"
             enc_ref = f"Encounter/{eid}"
             effective = local_datetime(begin + timedelta(minutes=5))
-            out.append({
+            encounter = {
                 "resourceType": "Encounter",
                 "id": eid,
+                "meta": codes.profile(codes.PROFILES["follow-up"]),
+                "extension": [{"url": codes.VISIT_MODE_EXTENSION,
+                               "valueCoding": {"system": codes.VISIT_MODE, "code": "1",
+                                               "display": "门诊"}}],
                 "status": "finished",
                 "class": {"system": codes.ACT_CODE, "code": "AMB", "display": "ambulatory"},
                 "type": [concept(codes.ENCOUNTER_TYPE, *codes.ENCOUNTER_TYPES[k])
@@ -295,7 +319,8 @@ class ResidentGenerator:
                 "reasonReference": [dict(r) for r in condition_refs],
                 "location": [{"location": reference("Location", clinic.location_id)}],
                 "serviceProvider": reference("Organization", clinic.organization_id),
-            })
+            }
+            out.append(encounter)
             bp = visit_blood_pressure(rng, usual, params)
             prefix = f"obs-{pid}-f{number}"
             vital = {"encounter": enc_ref}
@@ -311,6 +336,7 @@ class ResidentGenerator:
                 f"{prefix}-hr", "heart_rate", "vital-signs", patient_ref, effective, **vital,
                 performer=reference("PractitionerRole", doctor),
                 value=(visit_heart_rate(rng, usual), "/min")))
+            mmol = None
             if diabetic:
                 mmol = visit_glucose(rng, usual, params)
                 if glucose_in_mass:
@@ -321,6 +347,7 @@ class ResidentGenerator:
                 out.append(_observation(
                     f"{prefix}-glu", key, "laboratory", patient_ref, effective, **vital,
                     performer=reference("PractitionerRole", doctor), value=value))
+            _classify(encounter, day, bp, mmol)
 
         self._yearly_labs(out, pid, patient_ref, usual)
         return managed_from
@@ -357,6 +384,7 @@ class ResidentGenerator:
             out.append({
                 "resourceType": "DiagnosticReport",
                 "id": f"dr-{pid}-lab{year}",
+                "meta": codes.profile(codes.PROFILES["DiagnosticReport"]),
                 "status": "final",
                 "category": [concept(codes.DIAGNOSTIC_SERVICE_SECTION, "LAB", "Laboratory")],
                 "code": concept(codes.LOINC, loinc, display, text),

@@ -76,6 +76,7 @@ class SelfManagementGroups:
         resource = {
             "resourceType": "Group",
             "id": f"grp-{clinic.township_number:02d}-{clinic.number:02d}",
+            "meta": codes.profile(codes.PROFILES["Group"]),
             "active": True,
             "type": "person",
             "actual": True,

@@ -24,6 +24,9 @@ Rules:
 * Response entries keep the request order, with ``response.status``, ``location``
   (``Type/id/_history/v``), ``etag`` and ``lastModified``. Writes carry the resource, nothing or
   an OperationOutcome according to ``Prefer: return=``; deletes answer ``204 No Content``.
+* Every entry runs with the caller's identity (``request.identity``): conditional matches and
+  conditional references see only the caller's access scope, and an entry that reads, changes
+  or creates patient data outside it fails as the single interaction would (404 / 403).
 * PATCH takes a Binary holding a JSON Patch (base64 ``data``); FHIRPath Patch (Parameters) is 422.
 """
 
@@ -43,6 +46,8 @@ import orjson
 from sqlalchemy import Connection
 
 from fhir_server.api.http import FhirRequest, FhirResponse, version_headers, written
+from fhir_server.auth.identity import Identity
+from fhir_server.auth.permissions import authorize_entry
 from fhir_server.errors import (
     FhirError,
     InvalidRequest,
@@ -178,6 +183,7 @@ def _parse_entry(server: Server, request: FhirRequest, index: int, item: object)
         raise InvalidRequest("A POST entry's request.url is the resource type only")
     if method in ("PUT", "PATCH", "DELETE") and not (rid or query):
         raise InvalidRequest(f"A {method} entry's request.url needs an id or search criteria")
+    authorize_entry(request.identity, method, rtype, rid)
     return Entry(index, method, rtype, rid, match["vid"], query, resource, item.get("fullUrl"),
                  spec.get("ifMatch"), spec.get("ifNoneExist"))
 
@@ -207,8 +213,9 @@ def _write(server: Server, request: FhirRequest, entries: list[Entry], link_full
     """Run ``entries`` in one database transaction, resolving ahead of it where possible."""
     ordered = sorted(entries, key=lambda e: PHASE[e.method])
     writes = [e for e in ordered if e.method in ("POST", "PUT", "PATCH")]
+    identity = request.identity
     try:
-        _resolve(server, None, writes, link_full_urls)
+        _resolve(server, None, writes, link_full_urls, identity)
         resolved = True
     except _NeedsLookup:
         resolved = False
@@ -216,24 +223,25 @@ def _write(server: Server, request: FhirRequest, entries: list[Entry], link_full
         done: dict[int, dict] = {}
         for entry in (e for e in ordered if e.method == "DELETE"):
             with _at(entry.index):
-                done[entry.index] = _delete(server, conn, entry)
+                done[entry.index] = _delete(server, request, conn, entry)
         if not resolved:
-            _resolve(server, conn, writes, link_full_urls)
+            _resolve(server, conn, writes, link_full_urls, identity)
         for entry in (e for e in ordered if e.method != "DELETE"):
             with _at(entry.index):
                 done[entry.index] = EXECUTE[entry.method](server, request, conn, entry)
         return [done[e.index] for e in entries]
 
 
-def _resolve(server: Server, conn: Connection | None, writes: list[Entry], link_full_urls: bool) -> None:
+def _resolve(server: Server, conn: Connection | None, writes: list[Entry], link_full_urls: bool,
+             identity: Identity) -> None:
     """Fix every POST/PUT's id, rewrite references, then check and index the resources.
 
     Without a connection (``conn`` None) a needed search raises ``_NeedsLookup``; what was
     done by then stays valid, and the call is repeated inside the transaction.
     """
-    by_criteria = _assign_targets(server, conn, writes)
+    by_criteria = _assign_targets(server, conn, writes, identity)
     links = {e.full_url: f"{e.rtype}/{e.target}" for e in writes if e.full_url and e.target}
-    _rewrite_references(server, conn, writes, links if link_full_urls else None, by_criteria)
+    _rewrite_references(server, conn, writes, links if link_full_urls else None, by_criteria, identity)
     for entry in writes:
         if entry.method == "PATCH" or entry.existing:
             continue
@@ -243,7 +251,8 @@ def _resolve(server: Server, conn: Connection | None, writes: list[Entry], link_
             entry.prepared = server.resources.prepare(resource, entry.rtype)
 
 
-def _assign_targets(server: Server, conn: Connection | None, writes: list[Entry]) -> dict[tuple, str]:
+def _assign_targets(server: Server, conn: Connection | None, writes: list[Entry],
+                    identity: Identity) -> dict[tuple, str]:
     """Fix the id every POST/PUT will write; returns {(type, criteria): id} of their conditions."""
     by_criteria: dict[tuple, str] = {}
     for entry in writes:
@@ -260,7 +269,7 @@ def _assign_targets(server: Server, conn: Connection | None, writes: list[Entry]
             if conn is None:
                 raise _NeedsLookup
             key = _criteria_key(entry.rtype, criteria)
-            found = by_criteria.get(key) or _match(server, conn, entry.rtype, criteria)
+            found = by_criteria.get(key) or _match(server, conn, entry.rtype, criteria, identity)
             own_id = entry.resource.get("id") if entry.method == "PUT" else None
             if found and own_id and own_id != found:
                 raise InvalidRequest(
@@ -285,12 +294,12 @@ def _pairs(criteria: str) -> list[tuple[str, str]]:
     return parse_qsl(criteria.split("?", 1)[-1], keep_blank_values=True)
 
 
-def _match(server: Server, conn: Connection, rtype: str, criteria: str) -> str | None:
-    """The one live resource matching ``criteria``, None if none; several is a 412."""
+def _match(server: Server, conn: Connection, rtype: str, criteria: str, identity: Identity) -> str | None:
+    """The one live resource the caller sees matching ``criteria``, None if none; several is a 412."""
     pairs = _pairs(criteria)
     if not pairs:
         raise InvalidRequest(f"The criteria {criteria!r} are empty")
-    ids = server.search.find_ids(conn, rtype, pairs)
+    ids = server.search.find_ids(conn, rtype, pairs, identity)
     if len(ids) > 1:
         raise MultipleMatches(f"The criteria {criteria!r} match several {rtype} resources")
     return ids[0] if ids else None
@@ -299,7 +308,7 @@ def _match(server: Server, conn: Connection, rtype: str, criteria: str) -> str |
 # ---- reference rewriting -----------------------------------------------------------------
 def _rewrite_references(
     server: Server, conn: Connection | None, writes: list[Entry], links: dict[str, str] | None,
-    by_criteria: dict[tuple, str],
+    by_criteria: dict[tuple, str], identity: Identity,
 ) -> None:
     """Point fullUrl and conditional references at ``Type/id`` (links None: leave fullUrls)."""
     resolved: dict[str, str] = {}
@@ -317,7 +326,7 @@ def _rewrite_references(
                 raise _NeedsLookup
             rtype, query = conditional["type"], conditional["query"]
             found = by_criteria.get(_criteria_key(rtype, query))
-            found = found or _match(server, conn, rtype, query)
+            found = found or _match(server, conn, rtype, query, identity)
             if not found:
                 raise NotFound(f"The conditional reference {reference} matches no resource")
             resolved[reference] = f"{rtype}/{found}"
@@ -340,37 +349,39 @@ def _map_references(node: object, resolve: Callable[[str], str]) -> object:
 
 
 # ---- one entry per method ----------------------------------------------------------------
-def _delete(server: Server, conn: Connection, entry: Entry) -> dict:
+def _delete(server: Server, request: FhirRequest, conn: Connection, entry: Entry) -> dict:
     if entry.rid:
-        version = server.resources.delete(entry.rtype, entry.rid, conn=conn)
+        version = server.resources.delete(entry.rtype, entry.rid, conn=conn, identity=request.identity)
     else:
-        server.resources.conditional_delete(entry.rtype, entry.query, conn=conn)
+        server.resources.conditional_delete(entry.rtype, entry.query, conn=conn, identity=request.identity)
         version = None
     return {"response": {"status": _status(204), **({"etag": f'W/"{version}"'} if version else {})}}
 
 
 def _post(server: Server, request: FhirRequest, conn: Connection, entry: Entry) -> dict:
     if entry.existing:
-        existing = server.resources.read(entry.rtype, entry.target, conn=conn)
+        existing = server.resources.read(entry.rtype, entry.target, conn=conn, identity=request.identity)
         return _written_entry(request, existing, 200)
-    result = server.resources.create(entry.prepared, res_type=entry.rtype, conn=conn, res_id=entry.target)
+    result = server.resources.create(entry.prepared, res_type=entry.rtype, conn=conn, res_id=entry.target,
+                                     identity=request.identity)
     return _written_entry(request, result.resource, 201)
 
 
 def _put(server: Server, request: FhirRequest, conn: Connection, entry: Entry) -> dict:
     result = server.resources.update(
         entry.rtype, entry.target, entry.prepared, if_match=entry.if_match, conn=conn,
+        identity=request.identity,
     )
     return _written_entry(request, result.resource, 201 if result.created else 200)
 
 
 def _patch(server: Server, request: FhirRequest, conn: Connection, entry: Entry) -> dict:
     operations = _json_patch(entry.resource)
-    rid = entry.rid or _match(server, conn, entry.rtype, entry.query)
+    rid = entry.rid or _match(server, conn, entry.rtype, entry.query, request.identity)
     if rid is None:
         raise NotFound(f"The conditional patch criteria {entry.query!r} match no resource")
     result = server.resources.patch(
-        entry.rtype, rid, operations, if_match=entry.if_match, conn=conn,
+        entry.rtype, rid, operations, if_match=entry.if_match, conn=conn, identity=request.identity,
     )
     return _written_entry(request, result.resource, 200)
 
@@ -391,13 +402,16 @@ def _get(server: Server, request: FhirRequest, conn: Connection, entry: Entry) -
     if entry.rid is None:
         pairs = parse_qsl(entry.query or "", keep_blank_values=True)
         parsed = server.search.parse(entry.rtype, pairs, strict=request.strict)
-        result = server.search.search(parsed, conn)
+        result = server.search.search(parsed, conn, identity=request.identity)
+        returned = [(s.res_type, s.res_id) for s in (*result.matches, *result.included)]
+        server.audit.read(request.identity, "search-type", returned, query=f"{entry.rtype}?{entry.query or ''}")
         found = searchset_bundle(result, request.base_url, entry.rtype, pairs)
         return _read_entry(entry, found, {}, None)
     if entry.vid:
-        resource = server.resources.vread(entry.rtype, entry.rid, entry.vid, conn=conn)
+        resource = server.resources.vread(entry.rtype, entry.rid, entry.vid, conn=conn, identity=request.identity)
     else:
-        resource = server.resources.read(entry.rtype, entry.rid, conn=conn)
+        resource = server.resources.read(entry.rtype, entry.rid, conn=conn, identity=request.identity)
+    server.audit.read(request.identity, "vread" if entry.vid else "read", [(entry.rtype, entry.rid)])
     full_url = f"{request.base_url}/{entry.rtype}/{entry.rid}"
     return _read_entry(entry, resource, version_headers(resource, request.base_url), full_url)
 

@@ -27,18 +27,18 @@ Parameters:
   RelatedPerson, Group) are not filtered.
 - ``_count`` (default: the server's page size), ``_offset``.
 
-An unknown patient is 404, a deleted one 410.
+An unknown patient is 404, a deleted one 410; so is a patient outside the caller's access
+scope. Members and shared resources are limited to the caller's scope in the SQL (a patient's
+compartment can hold resources that also belong to another patient, e.g. a Group), and types
+the caller may not read (AuditEvent without an auditor scope) are left out.
 """
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
-from pathlib import Path
-
 from sqlalchemy import and_, case, exists, func, literal, or_, select, union
 
 from fhir_server.api.http import FhirRequest, FhirResponse
+from fhir_server.auth.access import View, compartment_params
 from fhir_server.errors import InvalidRequest
 from fhir_server.operations.parameters import operation_parameters
 from fhir_server.search.parse import SearchRequest
@@ -46,8 +46,6 @@ from fhir_server.server import Server
 from fhir_server.services.search import SearchResult, searchset_bundle
 from fhir_server.storage.index.date import parse_range
 from fhir_server.storage.schema import INDEX_TABLES, resource
-
-COMPARTMENT_FILE = Path("fhir-r4b") / "compartment-patient.json"
 
 # Referenced resources that are not patient-specific, returned with the members that use them.
 SHARED_TYPES = ("Organization", "Practitioner", "PractitionerRole", "Location", "Medication",
@@ -71,13 +69,6 @@ CLINICAL_DATES: dict[str, tuple[str, ...]] = {
 }
 
 
-@lru_cache(maxsize=4)
-def compartment_params(profiles_dir: Path) -> dict[str, tuple[str, ...]]:
-    """Resource type -> the search parameters that put it in a patient's compartment."""
-    definition = json.loads((profiles_dir / COMPARTMENT_FILE).read_text(encoding="utf-8"))
-    return {r["code"]: tuple(r["param"]) for r in definition.get("resource", []) if r.get("param")}
-
-
 def handle(server: Server, request: FhirRequest) -> FhirResponse:
     patient_id = request.path_params["id"]
     params = operation_parameters(request)
@@ -90,8 +81,9 @@ def handle(server: Server, request: FhirRequest) -> FhirResponse:
     offset = params.integer("_offset", 0)
 
     with server.db.read() as conn:
-        patient = server.resources.read_stored("Patient", patient_id, conn=conn)  # 404 / 410
-        members = _members(server, patient.pid, patient_id, types, since, start, end)
+        patient = server.resources.read_stored("Patient", patient_id, conn=conn, identity=request.identity)  # 404 / 410
+        view = server.access.view(conn, request.identity)
+        members = _members(server, view, patient.pid, patient_id, types, since, start, end)
         first = case((resource.c.pid == patient.pid, 0), else_=1)
         page = conn.execute(
             members.order_by(first, resource.c.res_type, resource.c.pid).limit(count + 1).offset(offset)
@@ -101,20 +93,24 @@ def handle(server: Server, request: FhirRequest) -> FhirResponse:
         total = conn.execute(select(func.count()).select_from(members.subquery())).scalar_one()
         by_pid = server.store.current_by_pids(conn, pids)
         matches = [by_pid[p] for p in pids if p in by_pid]
-        included = _shared(server, conn, matches, types)
+        included = _shared(server, conn, view, matches, types)
 
+    server.audit.read(request.identity, "operation", [(s.res_type, s.res_id) for s in (*matches, *included)],
+                      query=f"Patient/{patient_id}/$everything")
     result = SearchResult(SearchRequest("Patient", count=count, offset=offset), matches, included, total, has_next)
     path = f"Patient/{patient_id}/$everything"
     return FhirResponse(200, searchset_bundle(result, request.base_url, path, params.query_pairs()))
 
 
-def _members(server: Server, patient_pid: int, patient_id: str, types: set[str] | None,
+def _members(server: Server, view: View, patient_pid: int, patient_id: str, types: set[str] | None,
              since, start, end):
     """select(pid, res_type) of the live compartment members, the patient included."""
     refs = INDEX_TABLES["reference"]
     keys = []
     for rtype, codes in compartment_params(server.settings.profiles_dir).items():
         if rtype not in server.registry.supported_types or (types is not None and rtype not in types):
+            continue
+        if not view.may_read(rtype):
             continue
         keys += [k for k in (server.keys.lookup(rtype, code) for code in codes) if k is not None]
     candidates = [select(literal(patient_pid).label("pid"))] if types is None or "Patient" in types else []
@@ -129,6 +125,9 @@ def _members(server: Server, patient_pid: int, patient_id: str, types: set[str] 
     pid_set = union(*candidates) if len(candidates) > 1 else candidates[0]
 
     conditions = [resource.c.pid.in_(pid_set), resource.c.deleted.is_(False)]
+    scope = view.rows(resource)
+    if scope is not None:
+        conditions.append(scope)
     if types is not None:
         conditions.append(resource.c.res_type.in_(sorted(types)))
     if since is not None:
@@ -159,7 +158,7 @@ def _care_dates(server: Server, types: set[str] | None, start, end):
     return or_(resource.c.res_type.not_in(dated_types or ["-"]), exists().where(and_(*overlap)))
 
 
-def _shared(server: Server, conn, matches, types: set[str] | None):
+def _shared(server: Server, conn, view: View, matches, types: set[str] | None):
     """The shared resources (Organization, Practitioner, ...) the page's members refer to."""
     wanted = [t for t in SHARED_TYPES if t in server.registry.supported_types and (types is None or t in types)]
     if not matches or not wanted:
@@ -174,7 +173,7 @@ def _shared(server: Server, conn, matches, types: set[str] | None):
         ).distinct()
         pairs.update((row.target_type, row.target_id) for row in conn.execute(query))
     seen = {m.pid for m in matches}
-    found = [s for s in server.search._by_type_id(conn, pairs) if s.pid not in seen]
+    found = [s for s in server.search.by_type_id(conn, pairs, view) if s.pid not in seen]
     return sorted(found, key=lambda s: (s.res_type, s.res_id))
 
 

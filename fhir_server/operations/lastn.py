@@ -28,14 +28,19 @@ tables, so a selective filter stays cheap and 1M observations are one pass):
 
 The result is a searchset Bundle ordered by subject, code and recency, paged by
 ``_count``/``_offset`` (each page re-runs the statement); ``_include`` and ``_revinclude`` work
-as in a search. ``_sort`` is ignored (the order is the grouping).
+as in a search. ``_sort`` is ignored (the order is the grouping). Only Observations inside the
+caller's access scope are ranked (the scope is part of the SQL), and includes are limited the
+same way.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from sqlalchemy import case, func, literal, select
 
 from fhir_server.api.http import FhirRequest, FhirResponse
+from fhir_server.auth.access import View, require_read
 from fhir_server.errors import InvalidRequest
 from fhir_server.operations.parameters import operation_parameters
 from fhir_server.search.indexer import LOINC
@@ -53,18 +58,22 @@ def handle(server: Server, request: FhirRequest) -> FhirResponse:
         raise InvalidRequest(f"max may be at most {MAX_MAX}")
     pairs = params.query_pairs(exclude=("max",))
     search = server.search.parse("Observation", [(k, v) for k, v in pairs if k != "_sort"], strict=request.strict)
+    require_read(request.identity, "Observation", "s")
 
     with server.db.read() as conn:
-        ranked = _ranked(server, search, conn).cte("ranked")
+        view = server.access.view(conn, request.identity)
+        ranked = _ranked(server, search, conn, view).cte("ranked")
         chosen = select(ranked.c.pid).where(ranked.c.rn <= maximum)
         ordered = chosen.order_by(ranked.c.subject_key.nulls_last(), ranked.c.code_key.nulls_last(), ranked.c.rn)
         counted = select(func.count()).select_from(chosen.subquery())
-        result = server.search.run_page(conn, search, ordered, counted)
+        result = server.search.run_page(conn, search, ordered, counted, view)
+    returned = [(s.res_type, s.res_id) for s in (*result.matches, *result.included)]
+    server.audit.read(request.identity, "operation", returned, query=f"Observation/$lastn?{urlencode(pairs)}")
     link_pairs = [*pairs, ("max", str(maximum))]
     return FhirResponse(200, searchset_bundle(result, request.base_url, "Observation/$lastn", link_pairs))
 
 
-def _ranked(server: Server, search, conn):
+def _ranked(server: Server, search, conn, view: View):
     """select(pid, subject_key, code_key, rn) over the Observations matching the search."""
     refs = INDEX_TABLES["reference"].alias("subj")
     tokens = INDEX_TABLES["token"].alias("codes")
@@ -100,7 +109,7 @@ def _ranked(server: Server, search, conn):
             code_key.label("code_key"),
             effective.label("effective"),
         )
-        .where(server.search.compiler.where(search, conn=conn))
+        .where(server.search.compiler.where(search, conn=conn, visible=view.rows))
         # MATERIALIZED (SQLite 3.35+, PostgreSQL 12+): each look-up runs once per row, not once
         # per use in the window and the outer query
         .cte("keyed")

@@ -19,31 +19,36 @@ rather than changing the current version in place as the specification allows. E
 of the stored resource is thus in its history, indexed, and seen by ``_history`` and
 subscriptions alike; adding what is already there (or deleting what is absent) is a no-op and
 creates no version. The answer is a Parameters with ``return`` = the resulting meta.
+
+Access: system and type level count only resources inside the caller's access scope (and of
+types it may read); an instance outside it is unknown (404), for reading and for changing.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from fhir_server.api.http import FhirRequest, FhirResponse, version_headers
+from fhir_server.auth.identity import Identity
 from fhir_server.errors import InvalidRequest, NotFound
 from fhir_server.operations.parameters import operation_parameters, parameters_resource
 from fhir_server.server import Server
-from fhir_server.storage.schema import INDEX_TABLES
+from fhir_server.storage.schema import INDEX_TABLES, resource
 
 
 def system(server: Server, request: FhirRequest) -> FhirResponse:
-    return _meta_response(_in_use(server, sorted(server.registry.supported_types)))
+    return _meta_response(_in_use(server, sorted(server.registry.supported_types), request.identity))
 
 
 def type_level(server: Server, request: FhirRequest) -> FhirResponse:
-    return _meta_response(_in_use(server, [_type(server, request)]))
+    return _meta_response(_in_use(server, [_type(server, request)], request.identity))
 
 
 def instance(server: Server, request: FhirRequest) -> FhirResponse:
     rtype = _type(server, request)
-    resource = server.resources.read(rtype, request.path_params["id"])
-    return _meta_response(resource.get("meta") or {}, version_headers(resource, request.base_url))
+    found = server.resources.read(rtype, request.path_params["id"], identity=request.identity)
+    server.audit.read(request.identity, "operation", [(rtype, found["id"])])
+    return _meta_response(found.get("meta") or {}, version_headers(found, request.base_url))
 
 
 def add(server: Server, request: FhirRequest) -> FhirResponse:
@@ -55,17 +60,27 @@ def delete(server: Server, request: FhirRequest) -> FhirResponse:
 
 
 # ---- $meta at system and type level -------------------------------------------------------------
-def _in_use(server: Server, types: list[str]) -> dict:
+def _in_use(server: Server, types: list[str], identity: Identity) -> dict:
     tokens, uris = INDEX_TABLES["token"], INDEX_TABLES["uri"]
-
-    def keys(code: str) -> list[int]:
-        return [k for k in (server.keys.lookup(t, code) for t in types) if k is not None]
-
     meta: dict = {}
     with server.db.read() as conn:
+        view = server.access.view(conn, identity)
+        readable = [t for t in types if view.may_read(t)]
+        scope = view.rows(resource)
+
+        def keys(code: str) -> list[int]:
+            return [k for k in (server.keys.lookup(t, code) for t in readable) if k is not None]
+
+        def visible(table) -> list:
+            """The index row's resource is inside the caller's scope."""
+            if scope is None:
+                return []
+            return [exists(select(1).select_from(resource).where(resource.c.pid == table.c.pid, scope))]
+
         profile_keys = keys("_profile")
         if profile_keys:
-            query = select(uris.c.uri).where(uris.c.sp.in_(profile_keys)).distinct().order_by(uris.c.uri)
+            query = (select(uris.c.uri).where(uris.c.sp.in_(profile_keys), *visible(uris))
+                     .distinct().order_by(uris.c.uri))
             profiles = [row.uri for row in conn.execute(query)]
             if profiles:
                 meta["profile"] = profiles
@@ -75,7 +90,7 @@ def _in_use(server: Server, types: list[str]) -> dict:
                 continue
             query = (
                 select(tokens.c.system, tokens.c.code)
-                .where(tokens.c.sp.in_(token_keys), tokens.c.code.is_not(None))
+                .where(tokens.c.sp.in_(token_keys), tokens.c.code.is_not(None), *visible(tokens))
                 .distinct()
                 .order_by(tokens.c.system, tokens.c.code)
             )
@@ -96,11 +111,13 @@ def _change(server: Server, request: FhirRequest, *, adding: bool) -> FhirRespon
     change = operation_parameters(request).get("meta")
     if not isinstance(change, dict):
         raise InvalidRequest("The operation needs a 'meta' parameter with a valueMeta")
+    identity = request.identity
     with server.db.write() as conn:
-        current = server.resources.read(rtype, res_id, conn=conn)  # 404 / 410
+        current = server.resources.read(rtype, res_id, conn=conn, identity=identity)  # 404 / 410
         meta = _merge(current.get("meta") or {}, change) if adding else _remove(current.get("meta") or {}, change)
         result = server.resources.update(
             rtype, res_id, {**current, "meta": meta}, if_match=current["meta"]["versionId"], conn=conn,
+            identity=identity,
         )
     return _meta_response(result.resource["meta"], version_headers(result.resource, request.base_url))
 

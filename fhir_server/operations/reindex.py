@@ -16,6 +16,9 @@ apply to the old data too (and repairs index rows after an indexer fix).
   PostgreSQL; SQLite writers are serialised anyway), re-reads them, and replaces their index
   rows, so a concurrent update is never overwritten with stale rows and the server stays
   usable between batches. Each batch is logged.
+- The access tables (``fhir_server/storage/access.py``: which patient each resource belongs to,
+  who holds each patient, the organisation tree) are rebuilt in the same batches, e.g. once
+  after upgrading a database that predates them. Deleted resources keep the rows they had.
 - The answer is a Parameters: ``resources`` (reindexed), ``batches``, ``seconds`` and
   ``types``, plus an informational ``outcome`` (OperationOutcome).
 
@@ -64,7 +67,7 @@ def instance(server: Server, request: FhirRequest) -> FhirResponse:
     started = time.monotonic()
     server.sync_search_param_keys()
     with server.db.write() as conn:
-        stored = server.resources.read_stored(rtype, res_id, conn=conn)  # 404 / 410
+        stored = server.resources.read_stored(rtype, res_id, conn=conn, identity=request.identity)  # 404 / 410
         _reindex_batch(server, conn, [stored.pid])
     return _report(1, 1, time.monotonic() - started, f"{rtype}/{res_id}")
 
@@ -105,8 +108,10 @@ def _reindex_batch(server: Server, conn, pids: list[int]) -> int:
         stored = current.get(pid)
         if stored is None or stored.deleted:  # deleted meanwhile: it has no index rows
             continue
-        rows = server.indexer.rows(stored.json())
+        content = stored.json()
+        rows = server.indexer.rows(content)
         server.store.write_index(conn, pid, stored.res_type, server.store.encode(rows), fresh=False)
+        server.access.rebuild(conn, content)
         count += 1
     return count
 

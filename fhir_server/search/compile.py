@@ -8,6 +8,10 @@ and every other filter is checked row by row through the ``(pid, sp)`` index. Wh
 selective is decided by counting a bounded sample of each (``choose_driver``), or by a fixed
 ranking when no connection is at hand.
 
+A ``visible`` condition (the caller's access scope, ``fhir_server/auth/access.py``) is applied to
+every row the query reads: the matches and the targets and sources of chains and ``_has``, so
+that a chain cannot reveal a resource the caller may not see.
+
 Filters are ANDed, the values of one filter ORed. Chains select the ids of matching targets and
 look them up in the reference index; ``_has`` selects the ids that matching sources refer to; a
 composite joins its components' rows on ``pid`` and ``grp``. The SQL is the same on SQLite and
@@ -45,6 +49,8 @@ _RANK = {"reference": 0, "chain": 1, "string": 2, "uri": 2, "token": 3, "composi
 SAMPLE = 2000
 
 Check = Callable[[FromClause], ColumnElement]
+# the caller's access condition on a resource row (None: no restriction)
+Visible = Callable[[FromClause], ColumnElement | None]
 
 
 @dataclass(frozen=True)
@@ -64,29 +70,30 @@ class SearchCompiler:
 
     # ---- the whole query ----------------------------------------------------------------
     def where(self, request: SearchRequest, extra: ColumnElement | None = None,
-              conn: Connection | None = None) -> ColumnElement:
+              conn: Connection | None = None, visible: Visible | None = None) -> ColumnElement:
         """The WHERE clause over ``resource`` for a request (``conn`` lets it sample drivers)."""
-        clause = self._where(request.resource_type, request.filters, resource, conn)
+        clause = self._where(request.resource_type, request.filters, resource, conn, visible)
         return clause if extra is None else and_(clause, extra)
 
     def ordered(self, request: SearchRequest, extra: ColumnElement | None = None,
-                conn: Connection | None = None) -> Select:
+                conn: Connection | None = None, visible: Visible | None = None) -> Select:
         """The pids of all matches in result order (paging is applied by the caller)."""
-        query = select(resource.c.pid).where(self.where(request, extra, conn))
+        query = select(resource.c.pid).where(self.where(request, extra, conn, visible))
         order = [self._sort_key(request.resource_type, key) for key in request.sort]
         # values missing sort last on both engines; pid keeps pages stable
         return query.order_by(*(c.nulls_last() for c in order), resource.c.pid)
 
     def page(self, request: SearchRequest, extra: ColumnElement | None = None,
-             conn: Connection | None = None) -> Select:
-        return self.ordered(request, extra, conn).limit(request.count).offset(request.offset)
+             conn: Connection | None = None, visible: Visible | None = None) -> Select:
+        return self.ordered(request, extra, conn, visible).limit(request.count).offset(request.offset)
 
     def count(self, request: SearchRequest, extra: ColumnElement | None = None,
-              conn: Connection | None = None) -> Select:
-        return select(func.count()).select_from(resource).where(self.where(request, extra, conn))
+              conn: Connection | None = None, visible: Visible | None = None) -> Select:
+        return select(func.count()).select_from(resource).where(self.where(request, extra, conn, visible))
 
-    def _where(self, rtype: str, filters, row: FromClause, conn: Connection | None) -> ColumnElement:
-        criteria = [self.criterion(rtype, f) for f in filters]
+    def _where(self, rtype: str, filters, row: FromClause, conn: Connection | None,
+               visible: Visible | None = None) -> ColumnElement:
+        criteria = [self.criterion(rtype, f, visible) for f in filters]
         driver = self.choose_driver(criteria, conn)
         conditions = [row.c.deleted.is_(False)]
         if driver is None:
@@ -95,6 +102,9 @@ class SearchCompiler:
             # the driver's pids come from index rows of rtype's own parameters
             conditions.append(row.c.pid.in_(driver.pids))
         conditions += [c.check(row) for c in criteria if c is not driver]
+        scope = visible(row) if visible is not None else None
+        if scope is not None:
+            conditions.append(scope)
         return and_(*conditions)
 
     def choose_driver(self, criteria: list[Criterion], conn: Connection | None) -> Criterion | None:
@@ -106,12 +116,12 @@ class SearchCompiler:
         return min(candidates, key=lambda c: _sample_size(conn, c.pids))
 
     # ---- filters -------------------------------------------------------------------------
-    def criterion(self, rtype: str, item: Filter | ReverseChain) -> Criterion:
+    def criterion(self, rtype: str, item: Filter | ReverseChain, visible: Visible | None = None) -> Criterion:
         if isinstance(item, ReverseChain):
-            ids = self._reverse_ids(rtype, item)
+            ids = self._reverse_ids(rtype, item, visible)
             return Criterion(lambda row: row.c.res_id.in_(ids), keyed=True)
         if item.chain:
-            pids = self._chain_pids(rtype, item)
+            pids = self._chain_pids(rtype, item, visible)
             return Criterion(lambda row: row.c.pid.in_(pids), pids, _RANK["chain"])
         param = item.param
         if param.code == "_id":
@@ -196,21 +206,21 @@ class SearchCompiler:
                          for tables, where in alternatives))
         return Criterion(check, pids, _RANK["composite"])
 
-    def _chain_pids(self, rtype: str, item: Filter) -> Select:
+    def _chain_pids(self, rtype: str, item: Filter, visible: Visible | None) -> Select:
         """pids of ``rtype`` whose reference (first link) points at a resource matching the rest:
         the matching targets' ids are found first, then looked up in the reference index."""
         link, rest = item.chain[0], item.chain[1:]
         inner = Filter(item.param, item.modifier, item.values, rest)
         refs = INDEX_TABLES["reference"]
         target = resource.alias()
-        target_ids = select(target.c.res_id).where(self._where(link.target, (inner,), target, None))
+        target_ids = select(target.c.res_id).where(self._where(link.target, (inner,), target, None, visible))
         return select(refs.c.pid).where(
             refs.c.sp == self._sp(rtype, link.param.code),
             refs.c.target_type == link.target,
             refs.c.target_id.in_(target_ids),
         )
 
-    def _reverse_ids(self, rtype: str, item: ReverseChain) -> Select:
+    def _reverse_ids(self, rtype: str, item: ReverseChain, visible: Visible | None) -> Select:
         """ids of ``rtype`` resources that a matching ``item.source_type`` resource refers to."""
         refs = INDEX_TABLES["reference"]
         source = resource.alias()
@@ -220,7 +230,7 @@ class SearchCompiler:
             .where(
                 refs.c.sp == self._sp(item.source_type, item.reference.code),
                 refs.c.target_type == rtype,
-                self._where(item.source_type, (item.inner,), source, None),
+                self._where(item.source_type, (item.inner,), source, None, visible),
             )
         )
 

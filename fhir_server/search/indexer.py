@@ -67,13 +67,10 @@ class Indexer:
         for grp, element in enumerate(param.extract(resource)):
             if not isinstance(element, dict):
                 continue
-            # find every component's elements first: most composites of a resource lack a part
-            nodes = [comp.extract(element) for comp in param.components]
-            if not all(nodes):
-                continue
+            # every component needs a value: most composites of a resource lack one, so stop early
             parts = []
-            for position, (comp, found) in enumerate(zip(param.components, nodes, strict=True)):
-                values = [v for node in found for v in _values(comp.param.type, node, analyte)]
+            for position, comp in enumerate(param.components):
+                values = [v for node in comp.extract(element) for v in _values(comp.param.type, node, analyte)]
                 if not values:
                     break
                 parts.append((position, comp.param.type, values))

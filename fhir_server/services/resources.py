@@ -19,6 +19,8 @@ import jsonpatch
 import orjson
 from sqlalchemy import Connection
 
+from fhir_server.auth.access import AccessPolicy, act_as, require_read
+from fhir_server.auth.identity import SYSTEM, Identity
 from fhir_server.errors import (
     Gone,
     InvalidRequest,
@@ -32,8 +34,9 @@ from fhir_server.search.indexer import Indexer
 from fhir_server.storage.engine import Database
 from fhir_server.storage.store import EncodedRow, ResourceStore, Stored
 
-# (connection, resource type, query string pairs) -> ids of the matching live resources
-Finder = Callable[[Connection, str, list[tuple[str, str]]], list[str]]
+# (connection, resource type, query string pairs, caller) -> ids of the matching live resources
+# the caller may see
+Finder = Callable[[Connection, str, list[tuple[str, str]], Identity], list[str]]
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,14 @@ def instant(moment: datetime) -> str:
 
 
 class ResourceService:
-    def __init__(self, db: Database, store: ResourceStore, indexer: Indexer, finder: Finder):
+    def __init__(self, db: Database, store: ResourceStore, indexer: Indexer, finder: Finder, access: AccessPolicy):
         self.db = db
         self.store = store
         self.indexer = indexer
         self.finder = finder
+        # Every method takes the caller's ``identity``: a resource outside its organisation is
+        # answered as unknown (404); who writes is recorded in the transaction for the hooks.
+        self.access = access
         # Checks run on every resource about to be written, before the write transaction;
         # each raises a FhirError (e.g. 422 for a profile violation) to refuse it.
         self.checks: list[Callable[[dict], None]] = []
@@ -95,20 +101,24 @@ class ResourceService:
                 yield new
 
     # ---- reads ---------------------------------------------------------------------------
-    def read(self, res_type: str, res_id: str, conn: Connection | None = None) -> dict:
-        with self._read(conn) as c:
-            stored = self.store.current(c, res_type, res_id)
-        return self._live(stored, res_type, res_id).json()
+    def read(self, res_type: str, res_id: str, conn: Connection | None = None, *,
+             identity: Identity = SYSTEM) -> dict:
+        return self.read_stored(res_type, res_id, conn, identity=identity).json()
 
-    def read_stored(self, res_type: str, res_id: str, conn: Connection | None = None) -> Stored:
+    def read_stored(self, res_type: str, res_id: str, conn: Connection | None = None, *,
+                    identity: Identity = SYSTEM) -> Stored:
+        require_read(identity, res_type)
         with self._read(conn) as c:
-            return self._live(self.store.current(c, res_type, res_id), res_type, res_id)
+            stored = self._visible(c, identity, self.store.current(c, res_type, res_id), "R")
+        return self._live(stored, res_type, res_id)
 
-    def vread(self, res_type: str, res_id: str, version: str, conn: Connection | None = None) -> dict:
+    def vread(self, res_type: str, res_id: str, version: str, conn: Connection | None = None, *,
+              identity: Identity = SYSTEM) -> dict:
+        require_read(identity, res_type)
         if not version.isdigit():
             raise NotFound(f"{res_type}/{res_id} has no version {version!r}")
         with self._read(conn) as c:
-            stored = self.store.version(c, res_type, res_id, int(version))
+            stored = self._visible(c, identity, self.store.version(c, res_type, res_id, int(version)), "R")
         if stored is None:
             raise NotFound(f"{res_type}/{res_id} has no version {version}")
         if stored.deleted:
@@ -128,13 +138,14 @@ class ResourceService:
     # ---- create --------------------------------------------------------------------------
     def create(
         self, resource: dict | Prepared, *, res_type: str | None = None, if_none_exist: str | None = None,
-        conn: Connection | None = None, res_id: str | None = None,
+        conn: Connection | None = None, res_id: str | None = None, identity: Identity = SYSTEM,
     ) -> WriteResult:
         prepared = self.prepare(resource, res_type)
         rtype = prepared.resource["resourceType"]
         with self._tx(conn) as c:
+            act_as(c, identity)
             if if_none_exist:
-                matches = self._match(c, rtype, if_none_exist, "If-None-Exist")
+                matches = self._match(c, rtype, if_none_exist, "If-None-Exist", identity)
                 if matches:
                     existing = self.store.current(c, rtype, matches[0])
                     return WriteResult(existing.json(), False, existing.version)
@@ -151,7 +162,7 @@ class ResourceService:
     # ---- update --------------------------------------------------------------------------
     def update(
         self, res_type: str, res_id: str, resource: dict | Prepared, *, if_match: str | None = None,
-        conn: Connection | None = None,
+        conn: Connection | None = None, identity: Identity = SYSTEM,
     ) -> WriteResult:
         prepared = self.prepare(resource, res_type)
         resource = prepared.resource
@@ -163,22 +174,27 @@ class ResourceService:
         if not is_valid_id(res_id):
             raise InvalidRequest(f"{res_id!r} is not a valid FHIR id")
         with self._tx(conn) as c:
+            act_as(c, identity)
             current = self.store.current(c, res_type, res_id, for_update=True)
+            if self._visible(c, identity, current, "U") is not current:
+                raise NotFound(f"{res_type}/{res_id} is not known")
             _check_if_match(current, if_match)
             if current is None:  # update as create, with the client's id
                 return self._insert(c, prepared, res_id)
             return self._replace(c, current, prepared, "PUT")
 
     def conditional_update(
-        self, res_type: str, query: str, resource: dict, conn: Connection | None = None,
+        self, res_type: str, query: str, resource: dict, conn: Connection | None = None, *,
+        identity: Identity = SYSTEM,
     ) -> WriteResult:
         prepared = self.prepare(resource, res_type)
         resource = prepared.resource
         with self._tx(conn) as c:
-            matches = self._match(c, res_type, query, "conditional update")
+            act_as(c, identity)
+            matches = self._match(c, res_type, query, "conditional update", identity)
             if not matches:
                 if resource.get("id"):
-                    return self.update(res_type, resource["id"], prepared, conn=c)
+                    return self.update(res_type, resource["id"], prepared, conn=c, identity=identity)
                 return self._insert(c, prepared, str(uuid.uuid4()))
             if resource.get("id") and resource["id"] != matches[0]:
                 raise InvalidRequest(
@@ -200,12 +216,14 @@ class ResourceService:
     # ---- patch ---------------------------------------------------------------------------
     def patch(
         self, res_type: str, res_id: str, operations: object, *, if_match: str | None = None,
-        conn: Connection | None = None,
+        conn: Connection | None = None, identity: Identity = SYSTEM,
     ) -> WriteResult:
         if not isinstance(operations, list):
             raise InvalidRequest("A JSON Patch body must be an array of operations")
         with self._tx(conn) as c:
-            current = self._live(self.store.current(c, res_type, res_id, for_update=True), res_type, res_id)
+            act_as(c, identity)
+            current = self.store.current(c, res_type, res_id, for_update=True)
+            current = self._live(self._visible(c, identity, current, "U"), res_type, res_id)
             _check_if_match(current, if_match)
             try:
                 patched = jsonpatch.apply_patch(current.json(), operations)
@@ -216,10 +234,13 @@ class ResourceService:
             return self._replace(c, current, self.prepare(patched, res_type), "PATCH")
 
     # ---- delete --------------------------------------------------------------------------
-    def delete(self, res_type: str, res_id: str, conn: Connection | None = None) -> int | None:
-        """Delete; returns the deletion's version, or None when there was nothing to delete."""
+    def delete(self, res_type: str, res_id: str, conn: Connection | None = None, *,
+               identity: Identity = SYSTEM) -> int | None:
+        """Delete; returns the deletion's version, or None when there was nothing to delete
+        (also when the resource is outside the caller's organisation: as if it did not exist)."""
         with self._tx(conn) as c:
-            current = self.store.current(c, res_type, res_id, for_update=True)
+            act_as(c, identity)
+            current = self._visible(c, identity, self.store.current(c, res_type, res_id, for_update=True), "D")
             if current is None or current.deleted:
                 return None
             version = self.store.replace(c, current, None, now_utc(), "DELETE")
@@ -227,12 +248,14 @@ class ResourceService:
             self._changed(c, current.json(), None)
             return version
 
-    def conditional_delete(self, res_type: str, query: str, conn: Connection | None = None) -> int:
+    def conditional_delete(self, res_type: str, query: str, conn: Connection | None = None, *,
+                           identity: Identity = SYSTEM) -> int:
         """Delete the one match of ``query`` (412 if several); returns how many were deleted."""
         with self._tx(conn) as c:
-            matches = self._match(c, res_type, query, "conditional delete")
+            act_as(c, identity)
+            matches = self._match(c, res_type, query, "conditional delete", identity)
             for res_id in matches:
-                self.delete(res_type, res_id, conn=c)
+                self.delete(res_type, res_id, conn=c, identity=identity)
             return len(matches)
 
     # ---- helpers -------------------------------------------------------------------------
@@ -246,11 +269,18 @@ class ResourceService:
             check(resource)
         return Prepared(resource, self.store.encode(self.indexer.rows(resource)))
 
-    def _match(self, conn: Connection, res_type: str, query: str, what: str) -> list[str]:
+    def _visible(self, conn: Connection, identity: Identity, stored: Stored | None, action: str) -> Stored | None:
+        """``stored``, or None when it is outside the caller's organisation (the refusal is audited)."""
+        if stored is None or self.access.can_see(conn, identity, stored.res_type, stored.res_id):
+            return stored
+        self.access.refused(identity, action, stored.res_type, stored.res_id)
+        return None
+
+    def _match(self, conn: Connection, res_type: str, query: str, what: str, identity: Identity) -> list[str]:
         pairs = parse_qsl(query.lstrip("?"), keep_blank_values=True)
         if not pairs:
             raise InvalidRequest(f"The {what} criteria are empty")
-        matches = self.finder(conn, res_type, pairs)
+        matches = self.finder(conn, res_type, pairs, identity)
         if len(matches) > 1:
             raise MultipleMatches(f"The {what} criteria {query!r} match {len(matches)} resources")
         return matches

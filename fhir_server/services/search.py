@@ -1,5 +1,9 @@
 """Run searches: the page of matches, its includes, the total, and the searchset Bundle.
 
+Every entry point takes the caller's ``Identity``: its access scope (``View.rows``) is part of
+the SQL of the matches, the total and the includes, and includes of a type the caller may not
+read are left out.
+
 Paging is by offset over an order that always ends with the row key, so ``next`` and
 ``previous`` links name the same pages as long as the data does not change.
 """
@@ -11,6 +15,8 @@ from urllib.parse import urlencode
 
 from sqlalchemy import Connection, Select, select
 
+from fhir_server.auth.access import AccessPolicy, View, require_read
+from fhir_server.auth.identity import Identity
 from fhir_server.errors import Issue, operation_outcome
 from fhir_server.fhir.elements import elements as subset_elements
 from fhir_server.fhir.elements import summary as subset_summary
@@ -37,7 +43,8 @@ class SearchResult:
 
 class SearchService:
     def __init__(self, db: Database, store: ResourceStore, registry: SearchParamRegistry,
-                 keys: SearchParamKeys, settings: Settings):
+                 keys: SearchParamKeys, settings: Settings, access: AccessPolicy):
+        self.access = access
         self.db = db
         self.store = store
         self.registry = registry
@@ -51,23 +58,30 @@ class SearchService:
             max_count=self.settings.max_page_size, strict=strict,
         )
 
-    def find_ids(self, conn: Connection, res_type: str, pairs: list[tuple[str, str]]) -> list[str]:
-        """Ids matching conditional-interaction criteria (strict: an unknown parameter is an error)."""
+    def find_ids(self, conn: Connection, res_type: str, pairs: list[tuple[str, str]],
+                 identity: Identity) -> list[str]:
+        """Ids matching conditional-interaction criteria among what ``identity`` sees (strict: an
+        unknown parameter is an error)."""
         request = self.parse(res_type, pairs, strict=True)
         self.store.flush(conn)  # index rows this transaction has written must be visible
-        query = select(resource.c.res_id).where(self.compiler.where(request, conn=conn)).limit(2)
+        visible = self.access.view(conn, identity).rows
+        query = select(resource.c.res_id).where(self.compiler.where(request, conn=conn, visible=visible)).limit(2)
         return [row.res_id for row in conn.execute(query)]
 
-    def search(self, request: SearchRequest, conn: Connection | None = None) -> SearchResult:
+    def search(self, request: SearchRequest, conn: Connection | None = None, *, identity: Identity) -> SearchResult:
+        require_read(identity, request.resource_type, "s")
         if conn is None:
             with self.db.read() as c:
-                return self.search(request, c)
+                return self.search(request, c, identity=identity)
         self.store.flush(conn)  # inside a write transaction: make its own index rows visible
-        return self.run_page(conn, request, self.compiler.ordered(request, conn=conn),
-                             self.compiler.count(request, conn=conn))
+        view = self.access.view(conn, identity)
+        return self.run_page(conn, request, self.compiler.ordered(request, conn=conn, visible=view.rows),
+                             self.compiler.count(request, conn=conn, visible=view.rows), view)
 
-    def run_page(self, conn: Connection, request: SearchRequest, ordered: Select, count: Select) -> SearchResult:
-        """One page of ``ordered`` (pids in result order), its total and its includes.
+    def run_page(self, conn: Connection, request: SearchRequest, ordered: Select, count: Select,
+                 view: View) -> SearchResult:
+        """One page of ``ordered`` (pids in result order, already limited to ``view``), its total
+        and its includes (limited to ``view`` here).
 
         Shared by search and by operations that rank matches their own way ($lastn).
         """
@@ -84,11 +98,11 @@ class SearchService:
             total = conn.execute(count).scalar_one()
         elif not has_next and (matches or request.offset == 0):
             total = request.offset + len(matches)
-        included = self._includes(conn, request, matches) if request.includes and matches else []
+        included = self._includes(conn, request, matches, view) if request.includes and matches else []
         return SearchResult(request, matches, included, total, has_next)
 
     # ---- _include / _revinclude ----------------------------------------------------------
-    def _includes(self, conn: Connection, request: SearchRequest, matches: list[Stored]) -> list[Stored]:
+    def _includes(self, conn: Connection, request: SearchRequest, matches: list[Stored], view: View) -> list[Stored]:
         seen = {m.pid for m in matches}
         included: list[Stored] = []
         frontier = matches
@@ -96,7 +110,7 @@ class SearchService:
             rules = [i for i in request.includes if iteration == 0 or i.iterate]
             found: list[Stored] = []
             for rule in rules:
-                for stored in self._apply(conn, rule, frontier):
+                for stored in self._apply(conn, rule, frontier, view):
                     if stored.pid not in seen and len(included) + len(found) < MAX_INCLUDED:
                         seen.add(stored.pid)
                         found.append(stored)
@@ -106,9 +120,12 @@ class SearchService:
             frontier = found
         return included
 
-    def _apply(self, conn: Connection, rule: Include, sources: list[Stored]) -> list[Stored]:
+    def _apply(self, conn: Connection, rule: Include, sources: list[Stored], view: View) -> list[Stored]:
         refs = INDEX_TABLES["reference"]
         if rule.reverse:
+            if not view.may_read(rule.source_type):
+                return []
+            scope = view.rows(resource)
             targets = [(s.res_type, s.res_id) for s in sources]
             params = [rule.param] if rule.param else self.registry.reference_params_targeting(
                 rule.source_type, sources[0].res_type if sources else "")
@@ -117,9 +134,10 @@ class SearchService:
             for rtype in {t for t, _ in targets}:
                 ids = [i for t, i in targets if t == rtype]
                 for chunk in _chunks(ids):
-                    query = select(refs.c.pid).where(
+                    query = select(refs.c.pid).join(resource, resource.c.pid == refs.c.pid).where(
                         refs.c.sp.in_([s for s in sps if s is not None]),
                         refs.c.target_type == rtype, refs.c.target_id.in_(chunk),
+                        *([] if scope is None else [scope]),
                     )
                     pids.update(row.pid for row in conn.execute(query))
             found = self.store.current_by_pids(conn, sorted(pids))
@@ -141,15 +159,18 @@ class SearchService:
                 if rule.target_type:
                     query = query.where(refs.c.target_type == rule.target_type)
                 pairs.update((r.target_type, r.target_id) for r in conn.execute(query))
-        return self._by_type_id(conn, pairs)
+        return self.by_type_id(conn, pairs, view)
 
-    def _by_type_id(self, conn: Connection, pairs: set[tuple[str, str]]) -> list[Stored]:
+    def by_type_id(self, conn: Connection, pairs: set[tuple[str, str]], view: View) -> list[Stored]:
+        """The live resources named by (type, id) pairs that ``view`` may read."""
         out = []
-        for rtype in {t for t, _ in pairs}:
+        scope = view.rows(resource)
+        for rtype in {t for t, _ in pairs if view.may_read(t)}:
             ids = sorted(i for t, i in pairs if t == rtype)
             for chunk in _chunks(ids):
                 query = select(resource.c.pid).where(
                     resource.c.res_type == rtype, resource.c.res_id.in_(chunk), resource.c.deleted.is_(False),
+                    *([] if scope is None else [scope]),
                 )
                 pids = [row.pid for row in conn.execute(query)]
                 out.extend(self.store.current_by_pids(conn, pids).values())

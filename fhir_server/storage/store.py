@@ -14,7 +14,9 @@ from functools import cache
 from typing import NamedTuple
 
 import orjson
-from sqlalchemy import Connection, Dialect, Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Dialect, FromClause, Table, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_server.search.indexer import IndexRow
 from fhir_server.storage.engine import after_commit, before_commit, transaction_state
@@ -104,10 +106,14 @@ class EncodedRow(NamedTuple):
     tail: tuple  # grp, then the kind's value columns, converted for the driver
 
 
+class _IndexInsert(NamedTuple):
+    sql: str  # INSERT with positional parameters: sp, pid, grp, then the value columns
+    columns: tuple[str, ...]  # the value columns
+    converters: tuple[tuple[int, Callable], ...]  # (position in columns, bind converter)
+
+
 @cache
-def _index_insert(dialect: Dialect, kind: str) -> tuple[str, tuple[tuple[str, Callable | None], ...]]:
-    """INSERT into the kind's table with positional parameters (sp, pid, grp, values...), and
-    each value column's name and bind converter."""
+def _index_insert(dialect: Dialect, kind: str) -> _IndexInsert:
     table = INDEX_TABLES[kind]
     names = [c.name for c in table.columns]
     assert names[:3] == ["sp", "pid", "grp"], names
@@ -115,16 +121,26 @@ def _index_insert(dialect: Dialect, kind: str) -> tuple[str, tuple[tuple[str, Ca
     quote = dialect.identifier_preparer.quote
     sql = (f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, names))}) "
            f"VALUES ({', '.join([mark] * len(names))})")
-    values = tuple(
-        (c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in table.columns[3:]
-    )
-    return sql, values
+    converters = []
+    for position, column in enumerate(table.columns[3:]):
+        convert = column.type.dialect_impl(dialect).bind_processor(dialect)
+        if convert is not None:
+            converters.append((position, convert))
+    return _IndexInsert(sql, tuple(names[3:]), tuple(converters))
 
 
 def _insert_returning_pid(conn: Connection, row: dict) -> int:
-    """Insert one current-version row straight through the driver; returns its new pid."""
+    """Insert one current-version row on the driver's own cursor; returns its new pid."""
     sql, params = _driver_params(conn, resource, [row], returning=True)
-    return conn.exec_driver_sql(sql, params[0]).scalar_one()
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(sql, params[0])
+        return cursor.fetchone()[0]
+    except dbapi.Error as exc:  # as SQLAlchemy would raise it (IntegrityError: a lost race, 409)
+        raise DBAPIError.instance(sql, params[0], exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
 
 
 @dataclass
@@ -210,10 +226,15 @@ class ResourceStore:
     def history(
         self, conn: Connection, *, res_type: str | None = None, res_id: str | None = None,
         since: datetime | None = None, before: datetime | None = None, limit: int = 20, offset: int = 0,
+        visible: Callable[[FromClause], ColumnElement | None] | None = None,
     ) -> tuple[list[Stored], int]:
-        """Versions newest first, and the total count of versions matching."""
+        """Versions newest first, and the total count of versions matching (``visible``: the
+        caller's access condition on a history row)."""
         self.flush(conn)
         conditions = []
+        scope = visible(resource_history) if visible is not None else None
+        if scope is not None:
+            conditions.append(scope)
         if res_type:
             conditions.append(resource_history.c.res_type == res_type)
         if res_id:
@@ -268,12 +289,11 @@ class ResourceStore:
         it before its transaction."""
         encoded = []
         for row in rows:
-            _, columns = _index_insert(self.dialect, row.kind)
-            values = row.values
-            tail = [row.grp]
-            for name, convert in columns:
-                value = values.get(name)
-                tail.append(convert(value) if convert is not None and value is not None else value)
+            target = _index_insert(self.dialect, row.kind)
+            tail = [row.grp, *map(row.values.get, target.columns)]
+            for position, convert in target.converters:
+                if tail[position + 1] is not None:
+                    tail[position + 1] = convert(tail[position + 1])
             encoded.append(EncodedRow(row.kind, row.code, tuple(tail)))
         return encoded
 
@@ -311,7 +331,7 @@ class ResourceStore:
         pending.index.clear()
         pending.history = []
         for kind, params in by_kind.items():
-            conn.exec_driver_sql(_index_insert(self.dialect, kind)[0], params)
+            conn.exec_driver_sql(_index_insert(self.dialect, kind).sql, params)
 
     def _pending(self, conn: Connection) -> _Pending:
         state = transaction_state(conn)

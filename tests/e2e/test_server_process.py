@@ -3,12 +3,18 @@ driven over HTTP by a real FHIR client library (fhirpy's synchronous client) and
 
 The database is a fresh SQLite file, or ``FHIR_TEST_DATABASE_URL`` when it is set (then its
 tables may hold other tests' data, so every identifier and name here is unique to the run).
+
+Credentials are obtained as a deployment would: a client registered with
+``python -m fhir_server clients add`` (or the demo client that ``serve --demo`` prints) gets an
+access token from ``POST /auth/token``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -53,6 +59,32 @@ class ServerProcess:
             return "(no log)"
 
 
+def _process_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env.pop("FHIR_DATABASE_URL", None)
+    env.pop("FHIR_BASE_URL", None)
+    return env
+
+
+def register_client(tmp_path: Path, database_url: str, scope: str = "system/*.cruds") -> tuple[str, str]:
+    """``python -m fhir_server clients add --json``: the client id and secret it prints."""
+    command = [sys.executable, "-m", "fhir_server", "clients", "add", "--name", "e2e test",
+               "--unrestricted", "--scope", scope, "--database-url", database_url, "--json"]
+    done = subprocess.run(command, cwd=tmp_path, env=_process_env(), capture_output=True, text=True,
+                          timeout=120, check=True)
+    printed = json.loads(done.stdout)
+    return printed["client_id"], printed["client_secret"]
+
+
+def access_token(base: str, client_id: str, secret: str) -> str:
+    token_url = base.removesuffix("/fhir") + "/auth/token"
+    response = httpx.post(token_url, data={"grant_type": "client_credentials"}, auth=(client_id, secret),
+                          trust_env=False, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
 @contextmanager
 def running_server(tmp_path: Path, database_url: str, *extra: str, timeout: float = STARTUP_TIMEOUT):
     """Start ``python -m fhir_server serve`` and yield it once ``/fhir/metadata`` answers 200.
@@ -62,10 +94,7 @@ def running_server(tmp_path: Path, database_url: str, *extra: str, timeout: floa
     port = _free_port()
     base = f"http://127.0.0.1:{port}/fhir"
     log_path = tmp_path / f"server-{port}.log"
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env.pop("FHIR_DATABASE_URL", None)
-    env.pop("FHIR_BASE_URL", None)
+    env = _process_env()
     command = [
         sys.executable, "-m", "fhir_server", "serve", "--host", "127.0.0.1", "--port", str(port),
         "--database-url", database_url, *extra,
@@ -127,17 +156,24 @@ def live_server(tmp_path, database_url_for_process):
 
 
 @pytest.fixture
-def http(live_server):
-    with httpx.Client(base_url=live_server.base, trust_env=False, timeout=30) as client:
+def token(tmp_path, live_server, database_url_for_process) -> str:
+    client_id, secret = register_client(tmp_path, database_url_for_process)
+    return access_token(live_server.base, client_id, secret)
+
+
+@pytest.fixture
+def http(live_server, token):
+    with httpx.Client(base_url=live_server.base, trust_env=False, timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as client:
         yield client
 
 
 @pytest.fixture
-def fhir_client(live_server, monkeypatch) -> SyncFHIRClient:
+def fhir_client(live_server, token, monkeypatch) -> SyncFHIRClient:
     # fhirpy uses requests, which honours proxy variables: never proxy the loopback server.
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    return SyncFHIRClient(live_server.base, requests_config={"timeout": 30})
+    return SyncFHIRClient(live_server.base, authorization=f"Bearer {token}", requests_config={"timeout": 30})
 
 
 # -- test data ---------------------------------------------------------------------------------
@@ -282,16 +318,30 @@ def test_fhir_client_round_trip_against_the_real_process(live_server, fhir_clien
     ).fetch_all() == []
 
 
-def test_demo_county_loads_into_a_fresh_database(tmp_path):
+def test_without_a_token_the_real_process_answers_401_but_serves_metadata(live_server):
+    with httpx.Client(base_url=live_server.base, trust_env=False, timeout=30) as anonymous:
+        assert anonymous.get("/metadata").status_code == 200
+        refused = anonymous.get("/Patient")
+        assert refused.status_code == 401
+        assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+        assert refused.json()["resourceType"] == "OperationOutcome"
+
+
+def test_demo_county_loads_into_a_fresh_database_with_a_printed_demo_client(tmp_path):
     database_url = f"sqlite:///{tmp_path / 'demo.sqlite'}"
-    with (running_server(tmp_path, database_url, "--demo", "20", timeout=180) as server,
-          httpx.Client(base_url=server.base, trust_env=False, timeout=30) as http):
-        response = http.get("/Patient", params={"_summary": "count"},
-                            headers={"Accept": "application/fhir+json"})
-        assert response.status_code == 200, response.text
-        bundle = response.json()
-        assert bundle["resourceType"] == "Bundle"
-        assert bundle["total"] == 20
-        assert not [e for e in bundle.get("entry", []) if e.get("search", {}).get("mode") == "match"]
-        observations = http.get("/Observation", params={"_summary": "count"}).json()
-        assert observations["total"] > 0
+    with running_server(tmp_path, database_url, "--demo", "20", timeout=180) as server:
+        client_id = re.search(r"client id:\s+(\S+)", server.log())
+        secret = re.search(r"client secret:\s+(\S+)", server.log())
+        assert client_id and secret, server.log()
+        token = access_token(server.base, client_id[1], secret[1])
+        with httpx.Client(base_url=server.base, trust_env=False, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as http:
+            response = http.get("/Patient", params={"_summary": "count"},
+                                headers={"Accept": "application/fhir+json"})
+            assert response.status_code == 200, response.text
+            bundle = response.json()
+            assert bundle["resourceType"] == "Bundle"
+            assert bundle["total"] == 20
+            assert not [e for e in bundle.get("entry", []) if e.get("search", {}).get("mode") == "match"]
+            observations = http.get("/Observation", params={"_summary": "count"}).json()
+            assert observations["total"] > 0

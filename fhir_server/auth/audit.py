@@ -1,0 +1,275 @@
+"""Audit: an AuditEvent (FHIR R4) for every read and write of patient data, every refusal and
+every failed authentication.
+
+- **Writes** are audited by ``AuditTrail.on_change``, a ``ResourceService.on_change`` hook: the
+  AuditEvent is stored in the write transaction itself, so a committed change always has its
+  event and a rolled-back one has none.
+- **Reads** (read, vread, search, history, operations), **refusals** (a write refused with 403,
+  a read answered 404 because the resource is outside the caller's organisation) and **failed
+  authentications** (``record_failed_authentication``) are queued in memory and written in
+  batches, one write transaction per batch, by a background thread every ``flush_seconds``
+  and at ``close()``; a read therefore never waits for the write lock. If the process is
+  killed (SIGKILL, power loss) the events still queued are lost: at most the last
+  ``flush_seconds`` of reads, refusals and failed logins (writes are never lost).
+  Whether a read touched patient data is decided when the batch is written: a read of
+  Organizations only leaves no event.
+- Identities with ``unrestricted`` set (the server's own jobs, ``serve --no-auth``) are not
+  audited: there is no authenticated agent to record.
+
+Each event: ``type`` rest (failed logins: DICOM 110114 User Authentication), ``subtype`` the
+RESTful interaction, ``action`` C/R/U/D/E, ``recorded``, ``outcome`` 0 (success) or 4
+(refused), ``agent`` the client (``who.identifier``, ``altId`` and ``name`` = the client or
+user id) and its organisation (``who`` = ``Organization/<id>``), ``source`` this server,
+``entity`` each patient concerned (role Patient), the resources (role Domain Resource, at most
+``MAX_RESOURCE_ENTITIES``) and a search's query (role Query, base64). They are found with the
+standard parameters ``patient``, ``entity``, ``agent``, ``altid`` and ``date``.
+
+Nothing here logs resource content, names or identifiers: only counts.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from sqlalchemy import Connection
+
+from fhir_server.auth.access import AccessPolicy, acting
+from fhir_server.auth.identity import Identity
+from fhir_server.search.indexer import Indexer
+from fhir_server.services.resources import instant, now_utc
+from fhir_server.storage import access as tables
+from fhir_server.storage.engine import Database
+from fhir_server.storage.store import ResourceStore
+
+log = logging.getLogger(__name__)
+
+AUDIT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+DICOM = "http://dicom.nema.org/resources/ontology/DCM"
+INTERACTION = "http://hl7.org/fhir/restful-interaction"
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+CLIENT_SYSTEM = "https://county-fhir.example.org/fhir/sid/client-id"
+MAX_RESOURCE_ENTITIES = 100
+MAX_QUEUED = 100_000
+ACTIONS = {"create": "C", "read": "R", "vread": "R", "update": "U", "patch": "U", "delete": "D"}
+
+
+@dataclass
+class Access:
+    """One audited access, before it becomes an AuditEvent."""
+
+    subject: str | None
+    organization: str | None
+    interaction: str  # a restful-interaction code, or "login"
+    outcome: str  # "0" success, "4" refused
+    recorded: datetime
+    resources: list[tuple[str, str]] = field(default_factory=list)
+    patients: set[str] | None = None  # None: look them up when written
+    query: str | None = None
+    address: str | None = None
+    description: str | None = None
+
+
+class AuditTrail:
+    def __init__(self, db: Database, store: ResourceStore, indexer: Indexer, policy: AccessPolicy,
+                 *, flush_seconds: float = 1.0, server_name: str = "county-fhir"):
+        self.db = db
+        self.store = store
+        self.indexer = indexer
+        self.policy = policy
+        self.flush_seconds = flush_seconds
+        self.server_name = server_name
+        self._queue: list[Access] = []
+        self._lock = threading.Lock()  # guards the queue
+        self._flushing = threading.Lock()  # one batch written at a time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.dropped = 0
+
+    # ---- writes: in the write transaction ------------------------------------------------------
+    def on_change(self, conn: Connection, before: dict | None, after: dict | None) -> None:
+        identity = acting(conn)
+        if identity.unrestricted:
+            return
+        patients = self.policy.patients_of(before) | self.policy.patients_of(after)
+        if not patients:
+            return
+        current = after or before
+        interaction = "create" if before is None else "delete" if after is None else "update"
+        access = Access(identity.subject, identity.organization, interaction, "0", now_utc(),
+                        [(current["resourceType"], current["id"])], patients)
+        self._write(conn, [access])
+
+    # ---- queued: reads, refusals, failed logins ------------------------------------------------
+    def read(self, identity: Identity, interaction: str, resources: Iterable[tuple[str, str]],
+             query: str | None = None) -> None:
+        """A successful read of ``resources`` ((type, id) pairs); audited if any is patient data."""
+        if identity.unrestricted:
+            return
+        self._enqueue(Access(identity.subject, identity.organization, interaction, "0", now_utc(),
+                             list(dict.fromkeys(resources)), query=query))
+
+    def refusal(self, identity: Identity, action: str, res_type: str, res_id: str,
+                patients: set[str] | None = None) -> None:
+        """A read or write refused because the resource is outside the caller's organisation."""
+        if identity.unrestricted:
+            return
+        interaction = {"C": "create", "R": "read", "U": "update", "D": "delete"}[action]
+        self._enqueue(Access(identity.subject, identity.organization, interaction, "4", now_utc(),
+                             [(res_type, res_id)], patients, description="outside the caller's organisation"))
+
+    def failed_authentication(self, client_id: str | None, reason: str, address: str | None = None) -> None:
+        self._enqueue(Access(client_id, None, "login", "4", now_utc(), patients=set(), address=address,
+                             description=reason))
+
+    def _enqueue(self, access: Access) -> None:
+        with self._lock:
+            if len(self._queue) >= MAX_QUEUED:
+                self.dropped += 1
+                if self.dropped % 1000 == 1:
+                    log.error("audit queue full: %d events dropped so far", self.dropped)
+                return
+            self._queue.append(access)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="audit-flush", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            self._flush_logged()
+
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - the batch stays queued and is tried again
+            log.exception("writing queued audit events failed; they are kept for the next try")
+
+    def flush(self) -> int:
+        """Write every queued event now (one transaction); returns how many were written."""
+        with self._flushing:
+            with self._lock:
+                batch, self._queue = self._queue, []
+            if not batch:
+                return 0
+            try:
+                with self.db.write() as conn:
+                    self._resolve_patients(conn, batch)
+                    kept = [a for a in batch if a.patients or a.interaction == "login"]
+                    self._write(conn, kept)
+            except BaseException:
+                with self._lock:
+                    self._queue[:0] = batch
+                raise
+            log.debug("audit: %d queued events written", len(kept))
+            return len(kept)
+
+    def close(self) -> None:
+        """Stop the background thread and write what is still queued (at shutdown)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._flush_logged()
+
+    # ---- building and storing AuditEvents -----------------------------------------------------
+    def _resolve_patients(self, conn: Connection, batch: list[Access]) -> None:
+        wanted: dict[str, set[str]] = defaultdict(set)
+        for access in batch:
+            if access.patients is None:
+                for rtype, rid in access.resources:
+                    wanted[rtype].add(rid)
+        found = {rtype: tables.patients_of_resources(conn, rtype, sorted(ids)) for rtype, ids in wanted.items()}
+        for access in batch:
+            if access.patients is None:
+                access.patients = set().union(*(found[t].get(i, set()) for t, i in access.resources))
+                access.resources = [(t, i) for t, i in access.resources if found[t].get(i)]
+
+    def _write(self, conn: Connection, batch: list[Access]) -> None:
+        for access in batch:
+            event = self.event(access)
+            when = now_utc()
+            event_id = str(uuid.uuid4())
+            event = {"resourceType": "AuditEvent", "id": event_id,
+                     "meta": {"versionId": "1", "lastUpdated": instant(when)}, **event}
+            pid = self.store.insert(conn, "AuditEvent", event_id, orjson.dumps(event), when)
+            self.store.write_index(conn, pid, "AuditEvent", self.store.encode(self.indexer.rows(event)), fresh=True)
+            tables.set_resource_patients(conn, "AuditEvent", event_id, access.patients or (), fresh=True)
+
+    def event(self, access: Access) -> dict:
+        """The AuditEvent content (without id and meta) for one access."""
+        if access.interaction == "login":
+            kind = {"system": DICOM, "code": "110114", "display": "User Authentication"}
+            subtype = {"system": DICOM, "code": "110122", "display": "Login"}
+            action = "E"
+        else:
+            kind = {"system": AUDIT_TYPE, "code": "rest", "display": "RESTful Operation"}
+            subtype = {"system": INTERACTION, "code": access.interaction}
+            action = ACTIONS.get(access.interaction, "E")
+        event: dict = {
+            "type": kind, "subtype": [subtype], "action": action, "recorded": instant(access.recorded),
+            "outcome": access.outcome,
+        }
+        if access.description:
+            event["outcomeDesc"] = access.description
+        event["agent"] = self._agents(access)
+        event["source"] = {
+            "observer": {"display": self.server_name},
+            "type": [{"system": SOURCE_TYPE, "code": "4", "display": "Application Server"}],
+        }
+        entities = [_entity("Patient", p, "1", "1") for p in sorted(access.patients or ())]
+        entities += [_entity(t, i, "2", "4") for t, i in access.resources[:MAX_RESOURCE_ENTITIES] if t != "Patient"]
+        if access.query:
+            entities.append({
+                "type": {"system": ENTITY_TYPE, "code": "2"}, "role": {"system": OBJECT_ROLE, "code": "24"},
+                "query": base64.b64encode(access.query.encode()).decode(),
+            })
+        if entities:
+            event["entity"] = entities
+        return event
+
+    @staticmethod
+    def _agents(access: Access) -> list[dict]:
+        client: dict = {
+            "type": {"coding": [{"system": PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
+            "requestor": True,
+        }
+        if access.subject:
+            client["who"] = {"identifier": {"system": CLIENT_SYSTEM, "value": access.subject}}
+            client["altId"] = access.subject
+            client["name"] = access.subject
+        if access.address:
+            client["network"] = {"address": access.address, "type": "2"}
+        agents = [client]
+        if access.organization:
+            agents.append({"who": {"reference": access.organization}, "requestor": False})
+        return agents
+
+
+def _entity(res_type: str, res_id: str, entity_type: str, role: str) -> dict:
+    return {
+        "what": {"reference": f"{res_type}/{res_id}"},
+        "type": {"system": ENTITY_TYPE, "code": entity_type},
+        "role": {"system": OBJECT_ROLE, "code": role},
+    }
+
+
+def record_failed_authentication(trail: AuditTrail, *, client_id: str | None, reason: str,
+                                 address: str | None = None) -> None:
+    """Audit a failed authentication (called by the token endpoint and the bearer-token check).
+
+    ``client_id`` is the id the caller claimed (None if it gave none), ``reason`` a short text
+    without secrets or tokens, ``address`` the caller's IP address. Queued like reads.
+    """
+    trail.failed_authentication(client_id, reason, address)
+
+
+__all__ = ["Access", "AuditTrail", "record_failed_authentication"]
