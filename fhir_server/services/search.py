@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from sqlalchemy import Connection, Select, select
 
 from fhir_server.auth.access import AccessPolicy, View, require_read
+from fhir_server.auth.permissions import authorize_search
 from fhir_server.auth.identity import Identity
 from fhir_server.errors import Issue, operation_outcome
 from fhir_server.fhir.elements import elements as subset_elements
@@ -70,6 +71,7 @@ class SearchService:
 
     def search(self, request: SearchRequest, conn: Connection | None = None, *, identity: Identity) -> SearchResult:
         require_read(identity, request.resource_type, "s")
+        authorize_search(identity, request)  # chains and _has reveal the types they search
         if conn is None:
             with self.db.read() as c:
                 return self.search(request, c, identity=identity)
