@@ -73,16 +73,24 @@ def _empty_database(request):
     yield
 
 
-def _truncate(server) -> None:
-    from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history
+# Kept between tests: the registered clients and signing keys (the session's token), and the
+# search-parameter keys the server registered at start-up.
+_KEPT_TABLES = ("auth_", "search_param")
 
+
+def _truncate(server) -> None:
+    """Empty every table of the schema (resources, indexes, access, adapters' stores...)."""
+    from fhir_server.storage.schema import metadata
+
+    server.audit.flush()  # queued audit events of the last test must not land in this one
+    tables = [t for t in metadata.sorted_tables if not t.name.startswith(_KEPT_TABLES)]
     with server.db.write() as conn:
         if server.db.is_sqlite:
-            for table in (*INDEX_TABLES.values(), resource_history, resource):
+            for table in reversed(tables):
                 conn.execute(delete(table))
         else:
-            names = ", ".join(t.name for t in (*INDEX_TABLES.values(), resource_history, resource))
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
+            names = ", ".join(t.name for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture(scope="session")

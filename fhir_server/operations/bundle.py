@@ -69,6 +69,8 @@ _URL = re.compile(
 )
 _CONDITIONAL_REFERENCE = re.compile(r"^(?P<type>[A-Z][A-Za-z]+)\?(?P<query>.+)$")
 _PLACEHOLDER = ("urn:uuid:", "urn:oid:")
+# Work an in-process caller does in the transaction's database transaction, before the commit.
+Alongside = Callable[[Connection, list[dict]], None]
 
 
 @dataclass
@@ -117,13 +119,32 @@ def batch_or_transaction(server: Server, request: FhirRequest) -> FhirResponse:
     return FhirResponse(200, response)
 
 
-def _transaction(server: Server, request: FhirRequest, items: list) -> list[dict]:
+def run_transaction(server: Server, bundle: dict, *, identity: Identity,
+                    alongside: Alongside | None = None) -> list[dict]:
+    """Run a transaction Bundle in-process, as ``POST [base]`` would, for adapters and the CLI.
+
+    Returns the response entries (each with ``response`` and the stored ``resource``).
+    ``alongside(conn, response_entries)`` runs in the same database transaction after the
+    last entry and before the commit (an adapter's inbound-message record, a Provenance);
+    anything it raises rolls the whole transaction back. Errors are raised as ``FhirError``.
+    """
+    if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
+        raise InvalidRequest("run_transaction takes a Bundle of type transaction")
+    request = FhirRequest(
+        method="POST", path_params={}, query=[], headers={"prefer": "return=representation"},
+        raw_body=b"", base_url=server.settings.base_url, identity=identity, _body=bundle,
+    )
+    return _transaction(server, request, bundle.get("entry") or [], alongside)
+
+
+def _transaction(server: Server, request: FhirRequest, items: list,
+                 alongside: Alongside | None = None) -> list[dict]:
     entries = []
     for index, item in enumerate(items):
         with _at(index):
             entries.append(_parse_entry(server, request, index, item))
     _check_unique_full_urls(entries)
-    return _write(server, request, entries, link_full_urls=True)
+    return _write(server, request, entries, link_full_urls=True, alongside=alongside)
 
 
 def _batch(server: Server, request: FhirRequest, items: list) -> list[dict]:
@@ -209,7 +230,8 @@ def _check_unique_full_urls(entries: list[Entry]) -> None:
 
 
 # ---- processing ---------------------------------------------------------------------------
-def _write(server: Server, request: FhirRequest, entries: list[Entry], link_full_urls: bool) -> list[dict]:
+def _write(server: Server, request: FhirRequest, entries: list[Entry], link_full_urls: bool,
+           alongside: Alongside | None = None) -> list[dict]:
     """Run ``entries`` in one database transaction, resolving ahead of it where possible."""
     ordered = sorted(entries, key=lambda e: PHASE[e.method])
     writes = [e for e in ordered if e.method in ("POST", "PUT", "PATCH")]
@@ -229,7 +251,10 @@ def _write(server: Server, request: FhirRequest, entries: list[Entry], link_full
         for entry in (e for e in ordered if e.method != "DELETE"):
             with _at(entry.index):
                 done[entry.index] = EXECUTE[entry.method](server, request, conn, entry)
-        return [done[e.index] for e in entries]
+        results = [done[e.index] for e in entries]
+        if alongside is not None:
+            alongside(conn, results)
+        return results
 
 
 def _resolve(server: Server, conn: Connection | None, writes: list[Entry], link_full_urls: bool,
