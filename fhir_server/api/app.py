@@ -59,7 +59,8 @@ def create_app(server: Server) -> FastAPI:
     if not auth.enabled:
         log.warning("AUTHENTICATION IS DISABLED (--no-auth / FHIR_AUTH_ENABLED=false): every request "
                     "is served without a token. For local development only.")
-    document = openapi_document(ROUTES, server.registry.supported_types, FHIR_PREFIX)
+    document = openapi_document(ROUTES, server.registry.supported_types, FHIR_PREFIX,
+                                auth_enabled=auth.enabled, public_interactions=PUBLIC_INTERACTIONS)
     app.openapi = lambda: document
 
     async def smart_config(request: Request) -> Response:

@@ -26,17 +26,43 @@ _DESCRIPTIONS = {
 }
 
 
-def openapi_document(routes, supported_types, prefix: str) -> dict:
+def openapi_document(routes, supported_types, prefix: str, *, auth_enabled: bool = True,
+                     public_interactions: frozenset[str] = frozenset()) -> dict:
+    """The document; with ``auth_enabled`` every path but the public ones needs a bearer token
+    (SMART client credentials at ``/auth/token``), as the server enforces."""
     paths: dict[str, dict] = {}
     for route in routes:
         path = prefix + route.path
-        paths.setdefault(path, {})[route.method.lower()] = _operation(route, sorted(supported_types))
-    return {
+        operation = _operation(route, sorted(supported_types))
+        if auth_enabled and route.interaction in public_interactions:
+            operation["security"] = []
+        paths.setdefault(path, {})[route.method.lower()] = operation
+    document = {
         "openapi": "3.0.3",
         "info": {"title": "County chronic-disease FHIR server", "version": __version__,
                  "description": "FHIR R4 REST API (JSON and XML). Every error is an OperationOutcome."},
         "paths": paths,
     }
+    if auth_enabled:
+        document["components"] = {"securitySchemes": _SECURITY_SCHEMES}
+        document["security"] = [{name: []} for name in _SECURITY_SCHEMES]
+    return document
+
+
+_SECURITY_SCHEMES = {
+    "smart": {
+        "type": "oauth2",
+        "description": "SMART on FHIR backend services: a registered client's credentials "
+                       "(client_secret_basic or private_key_jwt) exchanged for an access token.",
+        "flows": {"clientCredentials": {
+            "tokenUrl": "/auth/token",
+            "scopes": {"system/*.cruds": "every interaction on every type (narrowed to the client's scopes)",
+                       "system/*.rs": "read and search every type"},
+        }},
+    },
+    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+               "description": "An access token from /auth/token or the configured OpenID Connect provider."},
+}
 
 
 def _operation(route, types: list[str]) -> dict:
@@ -56,6 +82,8 @@ def _operation(route, types: list[str]) -> dict:
         "parameters": parameters,
         "responses": {"200": {"description": "FHIR resource or Bundle",
                               "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
+                      "401": {**_OUTCOME, "description": "No valid access token (OperationOutcome)"},
+                      "403": {**_OUTCOME, "description": "The token's scopes do not allow this (OperationOutcome)"},
                       "default": _OUTCOME},
     }
     if route.method in ("POST", "PUT"):

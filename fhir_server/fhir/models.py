@@ -11,6 +11,7 @@ import re
 from functools import cache
 
 from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
 from fhir_server.errors import InvalidRequest, Issue
@@ -20,10 +21,12 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 @cache
 def model_class(resource_type: str):
+    """The R4B model of a resource type, None for any other name (datatypes included)."""
     try:
-        return get_fhir_model_class(resource_type)
-    except KeyError:
+        model = get_fhir_model_class(resource_type)
+    except (KeyError, ValueError):
         return None
+    return model if issubclass(model, Resource) else None
 
 
 def is_valid_id(value: str) -> bool:
