@@ -94,7 +94,8 @@ def _operation_url(name: str) -> str:
     standard = {"everything": "Patient-everything", "lastn": "Observation-lastn", "meta": "Resource-meta",
                 "meta-add": "Resource-meta-add", "meta-delete": "Resource-meta-delete",
                 "lookup": "CodeSystem-lookup", "validate-code": "ValueSet-validate-code",
-                "expand": "ValueSet-expand", "translate": "ConceptMap-translate"}
+                "expand": "ValueSet-expand", "translate": "ConceptMap-translate",
+                "validate": "Resource-validate"}
     if base in standard:
         return f"http://hl7.org/fhir/OperationDefinition/{standard[base]}"
     return f"http://county-fhir.example.org/OperationDefinition/{base}"

@@ -17,7 +17,8 @@ delete, conditional delete                 ``d`` on the type
                                            type, i.e. an administrator's ``system/*.u``)
 ``$lookup``, ``$validate-code``,           ``r`` on CodeSystem, ValueSet or ConceptMap
 ``$expand``, ``$translate``
-``$validate``                              ``c`` on the type (a check before a create)
+``[type]/$validate``                       ``c`` on the type (a check before a create)
+``[type]/[id]/$validate``                  ``r`` on the type (it reads the stored resource)
 ``GET /metadata``                          nothing (public, as FHIR requires)
 batch / transaction                        each entry by its own method and URL
 a chain (``subject:Patient.name``)         also ``s`` on every type the chain passes through
@@ -43,6 +44,8 @@ OPERATION_ACTIONS = {
     "$reindex": "u", "$lookup": "r", "$validate-code": "r", "$expand": "r", "$translate": "r",
     "$validate": "c",
 }
+# Where an operation needs another action at instance level than at type level.
+INSTANCE_OPERATION_ACTIONS = {"$validate": "r"}
 PUBLIC_INTERACTIONS = frozenset({"capabilities"})
 ENTRY_INTERACTIONS = frozenset({"transaction"})  # checked entry by entry, see authorize_entry
 
@@ -55,7 +58,9 @@ def authorize_route(identity: Identity, route, path_params: dict[str, str]) -> N
     """
     if route.interaction in PUBLIC_INTERACTIONS | ENTRY_INTERACTIONS:
         return
-    action = INTERACTION_ACTIONS.get(route.interaction) or OPERATION_ACTIONS.get(route.operation)
+    action = INTERACTION_ACTIONS.get(route.interaction) or (
+        route.level == "instance" and INSTANCE_OPERATION_ACTIONS.get(route.operation)
+    ) or OPERATION_ACTIONS.get(route.operation)
     if action is None:
         raise Forbidden(f"No scope rule covers {route.method} {route.path}; refused")
     require(identity, _route_type(route, path_params), action)

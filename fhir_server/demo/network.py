@@ -26,6 +26,7 @@ import math
 import random
 from dataclasses import dataclass
 
+from fhir_server.auth.access import ACCESS_SCOPE_EXTENSION
 from fhir_server.demo import codes
 from fhir_server.demo.datatypes import concept, reference
 from fhir_server.demo.identifiers import unified_social_credit_code
@@ -128,6 +129,13 @@ def _organization(org_id: str, name: str, code: str, type_code: str, type_displa
     return org
 
 
+def _county_wide(org: dict) -> dict:
+    """Mark an organisation that serves every patient of the county (the laboratory, the CDC):
+    its clients see what the county sees (fhir_server/auth/access.py)."""
+    org["extension"] = [{"url": ACCESS_SCOPE_EXTENSION, "valueCode": "county"}]
+    return org
+
+
 def _location(loc_id: str, name: str, addr: dict, org_id: str, position: tuple[float, float],
               physical_type: str = "bu", part_of: str | None = None) -> dict:
     loc = {
@@ -191,11 +199,13 @@ def build_network(rng: random.Random, params: CountyParameters) -> Network:
                       address(area, f"城关镇政府路{rng.randint(1, 99)}号"), None),
         _organization(HOSPITAL_ID, f"{county}人民医院", hospital_code, "prov", "Healthcare Provider",
                       "县级综合医院（县域医共体牵头医院）", address(area, seat), BUREAU_ID),
-        _organization(LAB_ID, f"{county}人民医院检验科", hospital_code + LAB_DEPARTMENT_SUFFIX, "dept",
-                      "Hospital Department", "医学检验科", address(area, seat), HOSPITAL_ID),
-        _organization(CDC_ID, f"{county}疾病预防控制中心", _institution_code(rng, area.county_code),
-                      "govt", "Government", "县级疾病预防控制中心",
-                      address(area, f"城关镇卫生路{rng.randint(1, 99)}号"), BUREAU_ID),
+        _county_wide(_organization(
+            LAB_ID, f"{county}人民医院检验科", hospital_code + LAB_DEPARTMENT_SUFFIX, "dept",
+            "Hospital Department", "医学检验科", address(area, seat), HOSPITAL_ID)),
+        _county_wide(_organization(
+            CDC_ID, f"{county}疾病预防控制中心", _institution_code(rng, area.county_code), "govt",
+            "Government", "县级疾病预防控制中心", address(area, f"城关镇卫生路{rng.randint(1, 99)}号"),
+            BUREAU_ID)),
     ]
     locations += [
         _location("loc-county-hospital", f"{county}人民医院", address(area, seat), HOSPITAL_ID,

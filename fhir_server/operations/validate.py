@@ -5,7 +5,8 @@ Implements http://hl7.org/fhir/OperationDefinition/Resource-validate (R4/R4B):
 - ``POST [base]/[type]/$validate`` with the resource as the body, or a Parameters body with
   ``resource``, ``mode`` and ``profile``;
 - ``GET`` / ``POST [base]/[type]/[id]/$validate``: the stored resource (GET, or POST without
-  a resource), or the one posted as its next version (``mode=update``).
+  a resource), or the one posted as its next version (``mode=update``). The stored resource
+  is read with the caller's identity: outside its organisation's scope it is a 404.
 
 The answer is always ``200`` with an OperationOutcome: the FHIR structure errors (the same
 check as a write), then the issues of every county profile the resource claims and of the
@@ -39,7 +40,7 @@ def instance(server: Server, request: FhirRequest) -> FhirResponse:
     rtype, res_id = request.path_params["type"], request.path_params["id"]
     resource, params = _inputs(request)
     if resource is None:
-        resource = server.resources.read(rtype, res_id)
+        resource = server.resources.read(rtype, res_id, identity=request.identity)
     return _outcome(server, resource, rtype, params, res_id)
 
 

@@ -28,7 +28,8 @@ def test_read_and_vread_answer_404_outside_the_callers_organisation(as_, caller,
     tag = pid.removeprefix("p-")
     expected = 200 if pid in SEES[caller] else 404
     for path in (f"Patient/{pid}", f"Patient/{pid}/_history/1", f"Observation/obs-{tag}",
-                 f"Condition/cond-{tag}/_history/1", f"Patient/{pid}/_history", f"Patient/{pid}/$everything"):
+                 f"Condition/cond-{tag}/_history/1", f"Patient/{pid}/_history", f"Patient/{pid}/$everything",
+                 f"Patient/{pid}/$validate"):
         response = fhir.get(path)
         assert response.status_code == expected, (path, response.text)
         if expected == 404:

@@ -1,8 +1,8 @@
 """$validate over HTTP: type level (POST) and instance level (GET, POST), ``profile`` and
 ``mode``; always 200 with an OperationOutcome unless the request itself is wrong.
 
-The scope table (fhir_server/auth/permissions.py) has no rule for ``$validate`` yet, so these
-tests run against an app on the same database with authentication switched off.
+Authentication is on: ``http`` carries a full-scope token; the scope rules (``c`` at type
+level, ``r`` at instance level) and the organisation scope are tested with narrower tokens.
 """
 
 from __future__ import annotations
@@ -13,24 +13,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.api.app import create_app
-from fhir_server.server import Server
+from tests.conftest import get_token, register_client
+
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "profiles" / "local" / "examples"
 SD = "https://county-fhir.example.org/fhir/StructureDefinition/"
 
 
-@pytest.fixture(scope="module")
-def open_server(settings):
-    other = Server(settings.model_copy(update={"auth_enabled": False}))
-    yield other
-    other.close()
-
-
 @pytest.fixture
-def http(open_server, server):  # ``server``: start from an emptied database
-    with TestClient(create_app(open_server), base_url="http://testserver") as client:
-        yield client
+def http(client):
+    return client
 
 
 def _example(name: str) -> dict:
@@ -74,22 +66,22 @@ def test_structure_errors_come_back_in_the_outcome(http):
     assert any(i["severity"] == "error" and i["code"] == "structure" for i in issues)
 
 
-def _store_unclaimed_patient(open_server) -> str:
+def _store_unclaimed_patient(server) -> str:
     """A Patient that claims no profile (so it is stored) and lacks a managing organisation."""
     patient = _example("county-patient-invalid-no-managing-organization")
     del patient["meta"]
-    return open_server.resources.create(patient, res_id=patient["id"]).resource["id"]
+    return server.resources.create(patient, res_id=patient["id"]).resource["id"]
 
 
-def test_instance_level_get_validates_the_stored_resource_against_a_named_profile(http, open_server):
-    res_id = _store_unclaimed_patient(open_server)
+def test_instance_level_get_validates_the_stored_resource_against_a_named_profile(http, server):
+    res_id = _store_unclaimed_patient(server)
     assert _errors(_outcome(http.get(f"/fhir/Patient/{res_id}/$validate"))) == set()
     issues = _outcome(http.get(f"/fhir/Patient/{res_id}/$validate", params={"profile": SD + "county-patient"}))
     assert _errors(issues) == {"Patient.managingOrganization"}
 
 
-def test_instance_level_post_checks_the_next_version_and_its_id(http, open_server):
-    res_id = _store_unclaimed_patient(open_server)
+def test_instance_level_post_checks_the_next_version_and_its_id(http, server):
+    res_id = _store_unclaimed_patient(server)
     next_version = _example("county-patient-valid")
     next_version["id"] = res_id
     assert _errors(_outcome(http.post(f"/fhir/Patient/{res_id}/$validate", json=next_version))) == set()
@@ -97,8 +89,8 @@ def test_instance_level_post_checks_the_next_version_and_its_id(http, open_serve
     assert _errors(_outcome(http.post(f"/fhir/Patient/{res_id}/$validate", json=next_version))) == {"id"}
 
 
-def test_modes(http, open_server):
-    res_id = _store_unclaimed_patient(open_server)
+def test_modes(http, server):
+    res_id = _store_unclaimed_patient(server)
     [issue] = _outcome(http.get(f"/fhir/Patient/{res_id}/$validate", params={"mode": "delete"}))
     assert issue["severity"] == "information"
     broken = _example("county-patient-invalid-no-birth-date")  # claims county-patient
@@ -129,3 +121,18 @@ def test_type_level_without_a_resource_is_400(http):
 def test_validate_stores_nothing(http):
     _outcome(http.post("/fhir/Patient/$validate", json=_example("county-patient-valid")))
     assert http.get("/fhir/Patient", params={"_summary": "count"}).json()["total"] == 0
+
+
+@pytest.mark.parametrize(("scopes", "type_level", "instance_level"), [
+    ("system/Patient.c", 200, 403),  # a check before a create
+    ("system/Patient.r", 403, 200),  # reads the stored resource
+    ("system/Observation.cr", 403, 403),
+])
+def test_scopes_type_level_needs_create_and_instance_level_read(app, server, scopes, type_level, instance_level):
+    res_id = _store_unclaimed_patient(server)
+    client_id, secret = register_client(app, f"validate {scopes}", None, scopes)
+    with TestClient(app, base_url="http://testserver") as caller:
+        caller.headers["Authorization"] = f"Bearer {get_token(caller, client_id, secret)}"
+        posted = caller.post("/fhir/Patient/$validate", json=_example("county-patient-valid"))
+        assert posted.status_code == type_level, posted.text
+        assert caller.get(f"/fhir/Patient/{res_id}/$validate").status_code == instance_level
