@@ -28,6 +28,7 @@ import orjson
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
+from fhir_server.auth.identity import SYSTEM
 from fhir_server.errors import Conflict, MethodNotAllowed
 from fhir_server.fhir.models import is_valid_id
 from fhir_server.services.resources import ResourceService
@@ -85,7 +86,8 @@ class ConformanceResources:
         if changed:
             with self._writing(), self.resources.db.write() as conn:
                 for resource in changed:
-                    self.resources.update(resource["resourceType"], resource["id"], resource, conn=conn)
+                    self.resources.update(resource["resourceType"], resource["id"], resource, conn=conn,
+                                          identity=SYSTEM)
             log.info("Stored %d shipped conformance resources", len(changed))
         return LoadReport(tuple(f"{r['resourceType']}/{r['id']}" for r in changed), len(self.shipped) - len(changed))
 

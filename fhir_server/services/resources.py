@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import Connection
 
 from fhir_server.auth.access import AccessPolicy, act_as, require_read
-from fhir_server.auth.identity import SYSTEM, Identity
+from fhir_server.auth.identity import Identity
 from fhir_server.errors import (
     Gone,
     InvalidRequest,
@@ -102,18 +102,18 @@ class ResourceService:
 
     # ---- reads ---------------------------------------------------------------------------
     def read(self, res_type: str, res_id: str, conn: Connection | None = None, *,
-             identity: Identity = SYSTEM) -> dict:
+             identity: Identity) -> dict:
         return self.read_stored(res_type, res_id, conn, identity=identity).json()
 
     def read_stored(self, res_type: str, res_id: str, conn: Connection | None = None, *,
-                    identity: Identity = SYSTEM) -> Stored:
+                    identity: Identity) -> Stored:
         require_read(identity, res_type)
         with self._read(conn) as c:
             stored = self._visible(c, identity, self.store.current(c, res_type, res_id), "R")
         return self._live(stored, res_type, res_id)
 
     def vread(self, res_type: str, res_id: str, version: str, conn: Connection | None = None, *,
-              identity: Identity = SYSTEM) -> dict:
+              identity: Identity) -> dict:
         require_read(identity, res_type)
         if not version.isdigit():
             raise NotFound(f"{res_type}/{res_id} has no version {version!r}")
@@ -138,7 +138,7 @@ class ResourceService:
     # ---- create --------------------------------------------------------------------------
     def create(
         self, resource: dict | Prepared, *, res_type: str | None = None, if_none_exist: str | None = None,
-        conn: Connection | None = None, res_id: str | None = None, identity: Identity = SYSTEM,
+        conn: Connection | None = None, res_id: str | None = None, identity: Identity,
     ) -> WriteResult:
         prepared = self.prepare(resource, res_type)
         rtype = prepared.resource["resourceType"]
@@ -162,7 +162,7 @@ class ResourceService:
     # ---- update --------------------------------------------------------------------------
     def update(
         self, res_type: str, res_id: str, resource: dict | Prepared, *, if_match: str | None = None,
-        conn: Connection | None = None, identity: Identity = SYSTEM,
+        conn: Connection | None = None, identity: Identity,
     ) -> WriteResult:
         prepared = self.prepare(resource, res_type)
         resource = prepared.resource
@@ -185,7 +185,7 @@ class ResourceService:
 
     def conditional_update(
         self, res_type: str, query: str, resource: dict, conn: Connection | None = None, *,
-        identity: Identity = SYSTEM,
+        identity: Identity,
     ) -> WriteResult:
         prepared = self.prepare(resource, res_type)
         resource = prepared.resource
@@ -216,7 +216,7 @@ class ResourceService:
     # ---- patch ---------------------------------------------------------------------------
     def patch(
         self, res_type: str, res_id: str, operations: object, *, if_match: str | None = None,
-        conn: Connection | None = None, identity: Identity = SYSTEM,
+        conn: Connection | None = None, identity: Identity,
     ) -> WriteResult:
         if not isinstance(operations, list):
             raise InvalidRequest("A JSON Patch body must be an array of operations")
@@ -235,7 +235,7 @@ class ResourceService:
 
     # ---- delete --------------------------------------------------------------------------
     def delete(self, res_type: str, res_id: str, conn: Connection | None = None, *,
-               identity: Identity = SYSTEM) -> int | None:
+               identity: Identity) -> int | None:
         """Delete; returns the deletion's version, or None when there was nothing to delete
         (also when the resource is outside the caller's organisation: as if it did not exist)."""
         with self._tx(conn) as c:
@@ -249,7 +249,7 @@ class ResourceService:
             return version
 
     def conditional_delete(self, res_type: str, query: str, conn: Connection | None = None, *,
-                           identity: Identity = SYSTEM) -> int:
+                           identity: Identity) -> int:
         """Delete the one match of ``query`` (412 if several); returns how many were deleted."""
         with self._tx(conn) as c:
             act_as(c, identity)

@@ -124,7 +124,7 @@ def test_everything_and_lastn_stay_inside_the_scope(as_):
 def test_meta_shows_only_what_the_caller_sees(as_, server):
     from fhir_server.auth.identity import SYSTEM
 
-    tagged = {**server.resources.read("Observation", "obs-b1"), "meta": {"tag": [{"code": "b1-only"}]}}
+    tagged = {**server.resources.read("Observation", "obs-b1", identity=SYSTEM), "meta": {"tag": [{"code": "b1-only"}]}}
     server.resources.update("Observation", "obs-b1", tagged, identity=SYSTEM)
 
     def tags(fhir, path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fhir_server.auth.identity import SYSTEM
+
 import json
 import shutil
 import threading
@@ -140,8 +142,8 @@ def own_server(settings, tmp_path, server):
 
 def test_local_profiles_are_stored_and_listed_but_not_their_examples(own_server):
     own, _ = own_server
-    assert own.resources.read("StructureDefinition", "test-patient")["url"] == PATIENT_PROFILE
-    assert own.resources.read("StructureDefinition", "test-ext")["type"] == "Extension"
+    assert own.resources.read("StructureDefinition", "test-patient", identity=SYSTEM)["url"] == PATIENT_PROFILE
+    assert own.resources.read("StructureDefinition", "test-ext", identity=SYSTEM)["type"] == "Extension"
     assert "example" not in {r["id"] for r in own.conformance.shipped}
     resources = {r["type"]: r for r in capability_statement(own, ROUTES, "http://x/fhir")["rest"][0]["resource"]}
     assert resources["Patient"]["supportedProfile"] == [PATIENT_PROFILE]
@@ -150,14 +152,14 @@ def test_local_profiles_are_stored_and_listed_but_not_their_examples(own_server)
 
 def test_a_changed_file_is_stored_as_a_new_version_at_the_next_start(own_server, settings):
     own, terminology = own_server
-    before = own.resources.read("CodeSystem", "salt-intake")
+    before = own.resources.read("CodeSystem", "salt-intake", identity=SYSTEM)
     path = terminology / "codesystems" / "salt-intake.json"
     changed = json.loads(path.read_text(encoding="utf-8"))
     changed["concept"][0]["designation"][0]["value"] = "淡"
     path.write_text(json.dumps(changed, ensure_ascii=False), encoding="utf-8")
     restarted = Server(own.settings)
     try:
-        after = restarted.resources.read("CodeSystem", "salt-intake")
+        after = restarted.resources.read("CodeSystem", "salt-intake", identity=SYSTEM)
         assert after["meta"]["versionId"] == str(int(before["meta"]["versionId"]) + 1)
         assert after["concept"][0]["designation"][0]["value"] == "淡"
         assert restarted.terminology.lookup(cs("salt-intake"), "1", display_language="zh-CN").display == "淡"

@@ -7,6 +7,8 @@ level, ``r`` at instance level) and the organisation scope are tested with narro
 
 from __future__ import annotations
 
+from fhir_server.auth.identity import SYSTEM
+
 import json
 from pathlib import Path
 
@@ -70,7 +72,7 @@ def _store_unclaimed_patient(server) -> str:
     """A Patient that claims no profile (so it is stored) and lacks a managing organisation."""
     patient = _example("county-patient-invalid-no-managing-organization")
     del patient["meta"]
-    return server.resources.create(patient, res_id=patient["id"]).resource["id"]
+    return server.resources.create(patient, res_id=patient["id"], identity=SYSTEM).resource["id"]
 
 
 def test_instance_level_get_validates_the_stored_resource_against_a_named_profile(http, server):

@@ -4,6 +4,8 @@ nothing); FHIR_VALIDATION=warn stores it and logs, =off does not check."""
 
 from __future__ import annotations
 
+from fhir_server.auth.identity import SYSTEM
+
 import copy
 import json
 import logging
@@ -113,8 +115,8 @@ def test_warn_mode_stores_and_logs_paths_without_values(server_in, caplog):
     warn = server_in("warn")
     patient = _example("county-patient-invalid-check-digit")
     with caplog.at_level(logging.WARNING, logger="fhir_server.validation.on_write"):
-        stored = warn.resources.create(patient).resource
-    assert warn.resources.read("Patient", stored["id"])["identifier"][0]["value"] == patient["identifier"][0]["value"]
+        stored = warn.resources.create(patient, identity=SYSTEM).resource
+    assert warn.resources.read("Patient", stored["id"], identity=SYSTEM)["identifier"][0]["value"] == patient["identifier"][0]["value"]
     [record] = [r for r in caplog.records if r.name == "fhir_server.validation.on_write"]
     assert "Patient.identifier[0].value" in record.getMessage()
     assert patient["identifier"][0]["value"] not in record.getMessage()
@@ -122,6 +124,6 @@ def test_warn_mode_stores_and_logs_paths_without_values(server_in, caplog):
 
 def test_off_mode_does_not_check_and_enforce_refuses(server_in, server):
     off = server_in("off")
-    off.resources.create(_example("county-patient-invalid-no-birth-date"))
+    off.resources.create(_example("county-patient-invalid-no-birth-date"), identity=SYSTEM)
     with pytest.raises(Unprocessable):
-        server.resources.create(_example("county-patient-invalid-no-birth-date"))
+        server.resources.create(_example("county-patient-invalid-no-birth-date"), identity=SYSTEM)
