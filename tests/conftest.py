@@ -22,7 +22,7 @@ import fhir_server.auth.schema  # noqa: F401 - the auth tables join the shared M
 from fhir_server.settings import Settings
 
 BASE = "http://testserver/fhir"
-ALL_SCOPES = "system/*.cruds"
+ALL_SCOPES = "system/*.cruds system/AuditEvent.rs"  # an auditor too: some tests read the audit trail
 
 
 @pytest.fixture(scope="session")

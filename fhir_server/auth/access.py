@@ -129,9 +129,11 @@ def acting(conn: Connection) -> Identity:
 
 # ---- reading a type at all -------------------------------------------------------------------
 def may_read(identity: Identity, res_type: str, action: str = "r") -> bool:
-    """Whether the scopes let the caller read (``r``) or search (``s``) a type at all."""
-    if identity.unrestricted:
-        return True
+    """Whether the scopes let the caller read (``r``) or search (``s``) a type at all.
+
+    Scopes bind every caller, unrestricted ones too: ``unrestricted`` lifts only the
+    organisation limit (an unrestricted client with ``system/Observation.rs`` includes no Patient).
+    """
     if res_type == AUDIT_EVENT:  # only a scope naming AuditEvent itself
         return any(s.res_type == AUDIT_EVENT and action in s.actions for s in identity.resource_scopes)
     return identity.allows(res_type, action)

@@ -102,4 +102,5 @@ class Identity:
         )
 
 
-SYSTEM = Identity("system", None, ("system/*.cruds",), unrestricted=True)
+# The server's own jobs: every organisation, every type (AuditEvent named, see NAMED_ONLY).
+SYSTEM = Identity("system", None, ("system/*.cruds", "system/AuditEvent.rs"), unrestricted=True)

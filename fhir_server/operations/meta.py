@@ -111,14 +111,12 @@ def _change(server: Server, request: FhirRequest, *, adding: bool) -> FhirRespon
     change = operation_parameters(request).get("meta")
     if not isinstance(change, dict):
         raise InvalidRequest("The operation needs a 'meta' parameter with a valueMeta")
-    identity = request.identity
-    with server.db.write() as conn:
-        current = server.resources.read(rtype, res_id, conn=conn, identity=identity)  # 404 / 410
-        meta = _merge(current.get("meta") or {}, change) if adding else _remove(current.get("meta") or {}, change)
-        result = server.resources.update(
-            rtype, res_id, {**current, "meta": meta}, if_match=current["meta"]["versionId"], conn=conn,
-            identity=identity,
-        )
+    edit = _merge if adding else _remove
+
+    def changed(current: dict) -> dict:
+        return {**current, "meta": edit(current.get("meta") or {}, change)}
+
+    result = server.resources.modify(rtype, res_id, changed, identity=request.identity)  # 404 / 410
     return _meta_response(result.resource["meta"], version_headers(result.resource, request.base_url))
 
 

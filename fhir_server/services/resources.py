@@ -220,18 +220,32 @@ class ResourceService:
     ) -> WriteResult:
         if not isinstance(operations, list):
             raise InvalidRequest("A JSON Patch body must be an array of operations")
+
+        def apply(current: dict) -> dict:
+            try:
+                return jsonpatch.apply_patch(current, operations)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
+                raise Unprocessable(f"The patch cannot be applied: {exc}") from None
+
+        return self.modify(res_type, res_id, apply, if_match=if_match, conn=conn, identity=identity)
+
+    def modify(
+        self, res_type: str, res_id: str, change: Callable[[dict], dict], *, if_match: str | None = None,
+        conn: Connection | None = None, identity: Identity,
+    ) -> WriteResult:
+        """Replace the current version by ``change(current)``: patch, ``$meta-add``.
+
+        Needs only the update scope: the current version is read for the change, not returned.
+        """
         with self._tx(conn) as c:
             act_as(c, identity)
             current = self.store.current(c, res_type, res_id, for_update=True)
             current = self._live(self._visible(c, identity, current, "U"), res_type, res_id)
             _check_if_match(current, if_match)
-            try:
-                patched = jsonpatch.apply_patch(current.json(), operations)
-            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
-                raise Unprocessable(f"The patch cannot be applied: {exc}") from None
-            if patched.get("resourceType") != res_type or patched.get("id") != res_id:
+            changed = change(current.json())
+            if changed.get("resourceType") != res_type or changed.get("id") != res_id:
                 raise Unprocessable("A patch may not change resourceType or id")
-            return self._replace(c, current, self.prepare(patched, res_type), "PATCH")
+            return self._replace(c, current, self.prepare(changed, res_type), "PATCH")
 
     # ---- delete --------------------------------------------------------------------------
     def delete(self, res_type: str, res_id: str, conn: Connection | None = None, *,

@@ -195,3 +195,34 @@ def test_a_batch_refuses_only_its_forbidden_entries(fhir, anonymous, token_for, 
     assert response.json()["entry"][1]["response"]["outcome"]["issue"][0]["code"] == "forbidden"
     assert fhir.search("Observation?_summary=count")["total"] == 1  # the stored one only
     assert fhir.get(f"Patient/{pid}").json()["gender"] == "female"
+
+
+@pytest.mark.parametrize(("path", "scopes", "status"), [
+    ("/fhir/Observation?subject:Patient.name=王", "system/Observation.rs", 403),
+    ("/fhir/Observation?subject:Patient.name=王", "system/Observation.rs system/Patient.s", 200),
+    ("/fhir/Patient?_has:Observation:subject:code=85354-9", "system/Patient.rs", 403),
+    ("/fhir/Patient?_has:Observation:subject:code=85354-9", "system/Patient.rs system/Observation.s", 200),
+])
+def test_chains_and_has_over_http_need_search_on_the_types_they_reach(anonymous, token_for, pid, path,
+                                                                     scopes, status):
+    response = anonymous.get(path, headers=bearer(token_for(scopes)))
+    assert response.status_code == status, response.text
+    if status == 403:
+        assert response.json()["issue"][0]["code"] == "forbidden"
+    else:
+        assert response.json()["total"] == 1
+
+
+def test_includes_bring_only_types_the_scopes_may_read(anonymous, token_for, pid):
+    """Scopes bind unrestricted clients (bound to no organisation) too: that lifts only the
+    organisation limit."""
+    def types(path: str, scopes: str) -> list[str]:
+        bundle = anonymous.get(path, headers=bearer(token_for(scopes))).json()
+        return sorted(e["resource"]["resourceType"] for e in bundle["entry"])
+
+    include = f"/fhir/Observation?subject={pid}&_include=Observation:subject"
+    assert types(include, "system/Observation.rs") == ["Observation"]
+    assert types(include, "system/Observation.rs system/Patient.r") == ["Observation", "Patient"]
+    revinclude = f"/fhir/Patient?_id={pid}&_revinclude=Observation:subject"
+    assert types(revinclude, "system/Patient.rs") == ["Patient"]
+    assert types(revinclude, "system/Patient.rs system/Observation.r") == ["Observation", "Patient"]
