@@ -7,76 +7,68 @@ For each engine it loads a synthetic county (``python -m fhir_server demo``) int
 database, starts the real server process, drives it over HTTP on loopback and prints a table,
 which it also appends to ``bench/RESULTS.md`` with the machine and the command line.
 PostgreSQL runs on a throwaway cluster started by ``.ci/postgres.sh``.
+
+Authentication is on, as in production: the benchmark registers a client in the database
+(``python -m fhir_server clients add``) and sends its access token with every request. The
+written resources claim the county profiles (Patient, blood pressure), so the write figures
+include profile validation; the writes are then timed again on a server with validation off.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import http.client
 import os
-import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, UTC
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.databases import OUT, ROOT, free_port, machine, postgres_url, sqlite_url, stop_postgres  # noqa: E402
+from fhir_server.identifiers import resident_id  # noqa: E402
+
 RESULTS = ROOT / "bench" / "RESULTS.md"
+EXAMPLES = ROOT / "profiles" / "local" / "examples"
 LOINC = "http://loinc.org"
 RESIDENT_ID = "urn:oid:2.16.156.10011.1.3"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# ---- databases -----------------------------------------------------------------------------
-def sqlite_url() -> str:
-    path = OUT / "bench.sqlite"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    return f"sqlite:///{path}"
-
-
-def postgres_url() -> str:
-    script = ROOT / ".ci" / "postgres.sh"
-    subprocess.run(["bash", str(script), "stop"], check=False, capture_output=True)
-    started = subprocess.run(["bash", str(script), "start"], check=True, capture_output=True, text=True)
-    return started.stdout.strip().splitlines()[-1]
-
-
 # ---- the server process ----------------------------------------------------------------------
 class ServerProcess:
-    def __init__(self, database_url: str, workers: int):
+    def __init__(self, database_url: str, workers: int, credentials: tuple[str, str], validation: str = "enforce"):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/fhir"
+        env = {**os.environ, "FHIR_VALIDATION": validation, "FHIR_AUTH_TOKEN_LIFETIME_SECONDS": "86400"}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fhir_server", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--database-url", database_url, "--workers", str(workers)],
-            cwd=OUT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            cwd=OUT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
         )
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
                 if httpx.get(f"{self.base}/metadata", timeout=2).status_code == 200:
-                    return
+                    break
             except httpx.HTTPError:
                 time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("the server did not start")
+        else:
+            self.stop()
+            raise RuntimeError("the server did not start")
+        token = httpx.post(self.base.removesuffix("/fhir") + "/auth/token", auth=credentials,
+                           data={"grant_type": "client_credentials"}, timeout=30)
+        token.raise_for_status()
+        self.headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
 
     def peak_rss_mib(self) -> float:
         """Peak resident memory (VmHWM) of the server process and its workers."""
@@ -99,6 +91,16 @@ class ServerProcess:
             self.proc.kill()
 
 
+def register_client(database_url: str) -> tuple[str, str]:
+    """A client with every scope, registered as a deployment would: its id and secret."""
+    done = subprocess.run(
+        [sys.executable, "-m", "fhir_server", "clients", "add", "--name", "benchmark", "--unrestricted",
+         "--scope", "system/*.cruds", "--database-url", database_url, "--json"],
+        cwd=OUT, check=True, capture_output=True, text=True)
+    printed = orjson.loads(done.stdout)
+    return printed["client_id"], printed["client_secret"]
+
+
 def _children(pid: int) -> list[int]:
     try:
         out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
@@ -108,23 +110,47 @@ def _children(pid: int) -> list[int]:
 
 
 # ---- workloads -----------------------------------------------------------------------------
+def _example(name: str) -> dict:
+    """A valid instance of a county profile (profiles/local/examples), without its id."""
+    resource = orjson.loads((EXAMPLES / f"{name}-valid.json").read_bytes())
+    del resource["id"]
+    return resource
+
+
+PATIENT = _example("county-patient")
+BLOOD_PRESSURE = _example("county-blood-pressure")
+del BLOOD_PRESSURE["encounter"]
+
+
 def patient_body(i: int) -> dict:
-    return {
-        "resourceType": "Patient",
-        "identifier": [{"system": "http://bench.example/mrn", "value": f"B{i:08d}"}],
-        "name": [{"family": "李", "given": ["建国"], "text": "李建国"}],
-        "gender": "male" if i % 2 else "female",
-        "birthDate": f"19{40 + i % 50:02d}-0{1 + i % 9}-1{i % 9}",
-        "address": [{"text": "湖南省某某县某某镇某某村", "district": "某某县"}],
-    }
+    """A county-patient of its own: resident ID (valid check digit), name, sex and birth date vary."""
+    sex = "male" if i % 2 else "female"
+    birth = date(1940 + i % 50, 1 + i % 12, 1 + i % 28)
+    patient = copy.deepcopy(PATIENT)
+    patient["identifier"] = [
+        {**patient["identifier"][0], "value": resident_id("430530", birth, i % 500, sex)},
+        {**patient["identifier"][1], "value": f"430530104108{i:05d}"[-17:]},
+    ]
+    patient["name"] = [{"use": "official", "text": "李建国", "family": "李", "given": ["建国"]}]
+    patient["gender"], patient["birthDate"] = sex, birth.isoformat()
+    return patient
 
 
-def _post_all(base: str, path: str, bodies: list[bytes], expected: int) -> None:
+def blood_pressure_body(subject: str, k: int) -> dict:
+    observation = copy.deepcopy(BLOOD_PRESSURE)
+    observation["subject"] = {"reference": subject}
+    observation["effectiveDateTime"] = f"2025-{1 + k % 12:02d}-{1 + k % 28:02d}T09:00:00+08:00"
+    observation["component"][0]["valueQuantity"]["value"] = 120 + k % 60
+    observation["component"][1]["valueQuantity"]["value"] = 70 + k % 40
+    return observation
+
+
+def _post_all(base: str, path: str, bodies: list[bytes], expected: int, auth: dict[str, str]) -> None:
     """One client process: POST each body over one keep-alive connection (http.client costs
     far less CPU per request than httpx, so the server, not the client, is what is measured)."""
     url = urlsplit(base)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=120)
-    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+    headers = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal", **auth}
     for body in bodies:
         conn.request("POST", f"{url.path}{path}", body=body, headers=headers)
         response = conn.getresponse()
@@ -134,20 +160,22 @@ def _post_all(base: str, path: str, bodies: list[bytes], expected: int) -> None:
     conn.close()
 
 
-def _post_concurrently(base: str, path: str, bodies: list[bytes], expected: int, clients: int) -> float:
+def _post_concurrently(server: ServerProcess, path: str, bodies: list[bytes], expected: int, clients: int) -> float:
     """POST all bodies from ``clients`` processes; returns the elapsed seconds."""
     chunks = [bodies[i::clients] for i in range(clients)]
+    each = {"base": [server.base] * clients, "path": [path] * clients, "expected": [expected] * clients,
+            "auth": [server.headers] * clients}
     with ProcessPoolExecutor(clients) as pool:
-        list(pool.map(_post_all, [base] * clients, [path] * clients, [[]] * clients, [expected] * clients))
+        list(pool.map(_post_all, each["base"], each["path"], [[]] * clients, each["expected"], each["auth"]))
         started = time.perf_counter()
-        list(pool.map(_post_all, [base] * clients, [path] * clients, chunks, [expected] * clients))
+        list(pool.map(_post_all, each["base"], each["path"], chunks, each["expected"], each["auth"]))
         return time.perf_counter() - started
 
 
-def bench_creates(base: str, count: int, concurrency: int) -> float:
+def bench_creates(server: ServerProcess, count: int, concurrency: int, first: int = 0) -> float:
     """Single creates over HTTP; returns creates per second."""
-    bodies = [orjson.dumps(patient_body(i)) for i in range(count)]
-    return count / _post_concurrently(base, "/Patient", bodies, 201, concurrency)
+    bodies = [orjson.dumps(patient_body(first + i)) for i in range(count)]
+    return count / _post_concurrently(server, "/Patient", bodies, 201, concurrency)
 
 
 def transaction_bundle(n: int, size: int) -> bytes:
@@ -155,34 +183,21 @@ def transaction_bundle(n: int, size: int) -> bytes:
     entries = [{"fullUrl": f"urn:uuid:p-{n}", "resource": patient_body(n),
                 "request": {"method": "POST", "url": "Patient"}}]
     for k in range(size - 1):
-        entries.append({
-            "resource": {
-                "resourceType": "Observation", "status": "final",
-                "code": {"coding": [{"system": LOINC, "code": "85354-9"}]},
-                "subject": {"reference": f"urn:uuid:p-{n}"},
-                "effectiveDateTime": f"2025-{1 + k % 12:02d}-{1 + k % 28:02d}T09:00:00+08:00",
-                "component": [
-                    {"code": {"coding": [{"system": LOINC, "code": "8480-6"}]},
-                     "valueQuantity": {"value": 120 + k % 60, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
-                    {"code": {"coding": [{"system": LOINC, "code": "8462-4"}]},
-                     "valueQuantity": {"value": 70 + k % 40, "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
-                ],
-            },
-            "request": {"method": "POST", "url": "Observation"},
-        })
+        entries.append({"resource": blood_pressure_body(f"urn:uuid:p-{n}", k),
+                        "request": {"method": "POST", "url": "Observation"}})
     return orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
 
 
-def bench_transactions(base: str, bundles: int, size: int, concurrency: int) -> float:
+def bench_transactions(server: ServerProcess, bundles: int, size: int, concurrency: int, first: int = 0) -> float:
     """Transaction Bundles of ``size`` entries; returns resources per second."""
-    bodies = [transaction_bundle(i, size) for i in range(bundles)]
-    return bundles * size / _post_concurrently(base, "/", bodies, 200, concurrency)
+    bodies = [transaction_bundle(first + i, size) for i in range(bundles)]
+    return bundles * size / _post_concurrently(server, "/", bodies, 200, concurrency)
 
 
-def sample_targets(base: str, samples: int, seed: int = 7) -> list[dict]:
+def sample_targets(server: ServerProcess, samples: int, seed: int = 7) -> list[dict]:
     """Patients of the demo county with an identifier, to aim the searches at."""
     rng = random.Random(seed)
-    with httpx.Client(base_url=base, timeout=60) as client:
+    with httpx.Client(base_url=server.base, headers=server.headers, timeout=60) as client:
         total = client.get("/Patient", params={"_summary": "count"}).json()["total"]
         targets = []
         for _ in range(samples):
@@ -210,10 +225,10 @@ SEARCHES = {
 }
 
 
-def bench_searches(base: str, targets: list[dict], rounds: int) -> dict[str, tuple[float, float, float, float]]:
+def bench_searches(server: ServerProcess, targets: list[dict], rounds: int) -> dict[str, tuple[float, float, float, float]]:
     """Latency percentiles (ms) of each typical search, and mean results per search."""
     results = {}
-    with httpx.Client(base_url=base, timeout=60) as client:
+    with httpx.Client(base_url=server.base, headers=server.headers, timeout=60) as client:
         for name, build in SEARCHES.items():
             for t in targets[:5]:  # warm-up
                 path, params = build(t)
@@ -234,7 +249,7 @@ def bench_searches(base: str, targets: list[dict], rounds: int) -> dict[str, tup
 
 # ---- one engine ----------------------------------------------------------------------------
 def run_engine(engine: str, args) -> dict:
-    url = sqlite_url() if engine == "sqlite" else postgres_url()
+    url = sqlite_url("bench") if engine == "sqlite" else postgres_url()
     env = {**os.environ, "FHIR_DATABASE_URL": url}
     print(f"[{engine}] loading {args.patients} demo patients ...", flush=True)
     started = time.perf_counter()
@@ -242,30 +257,41 @@ def run_engine(engine: str, args) -> dict:
                    cwd=OUT, check=True, env=env)
     load_seconds = time.perf_counter() - started
     workers = args.workers if args.workers else (2 if engine == "postgres" else 1)
-    server = ServerProcess(url, workers)
+    credentials = register_client(url)
     try:
-        with httpx.Client(base_url=server.base, timeout=60) as client:
-            stored = {t: client.get(f"/{t}", params={"_summary": "count"}).json()["total"]
-                      for t in ("Patient", "Observation")}
-        targets = sample_targets(server.base, 50)
-        searches = bench_searches(server.base, targets, args.rounds)
-        creates = bench_creates(server.base, args.creates, args.concurrency)
-        ingest = bench_transactions(server.base, args.bundles, args.bundle_size, args.concurrency)
-        peak = server.peak_rss_mib()
+        server = ServerProcess(url, workers, credentials)
+        try:
+            with httpx.Client(base_url=server.base, headers=server.headers, timeout=60) as client:
+                stored = {t: client.get(f"/{t}", params={"_summary": "count"}).json()["total"]
+                          for t in ("Patient", "Observation")}
+            targets = sample_targets(server, 50)
+            searches = bench_searches(server, targets, args.rounds)
+            creates = bench_creates(server, args.creates, args.concurrency)
+            ingest = bench_transactions(server, args.bundles, args.bundle_size, args.concurrency)
+            peak = server.peak_rss_mib()
+        finally:
+            server.stop()
+        print(f"[{engine}] the writes again, validation off ...", flush=True)
+        unchecked = ServerProcess(url, workers, credentials, validation="off")
+        try:
+            creates_off = bench_creates(unchecked, args.creates, args.concurrency, first=args.creates)
+            ingest_off = bench_transactions(unchecked, args.bundles, args.bundle_size, args.concurrency,
+                                            first=args.bundles)
+        finally:
+            unchecked.stop()
     finally:
-        server.stop()
         if engine == "postgres":
-            subprocess.run(["bash", str(ROOT / ".ci" / "postgres.sh"), "stop"], check=False, capture_output=True)
+            stop_postgres()
     return {"engine": engine, "workers": workers, "stored": stored, "load_seconds": load_seconds,
-            "creates": creates, "ingest": ingest, "searches": searches, "peak_mib": peak}
+            "creates": creates, "ingest": ingest, "creates_off": creates_off, "ingest_off": ingest_off,
+            "searches": searches, "peak_mib": peak}
 
 
 def render(results: list[dict], args) -> str:
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB, Python {platform.python_version()}"
     lines = [
         f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: {args.patients} demo patients",
         "",
-        f"Machine: {machine}. Command: `python bench/run.py {' '.join(sys.argv[1:])}`",
+        f"Machine: {machine()}. Command: `python bench/run.py {' '.join(sys.argv[1:])}`",
         "",
         "| measure | " + " | ".join(r["engine"] for r in results) + " |",
         "|---|" + "---|" * len(results),
@@ -275,22 +301,14 @@ def render(results: list[dict], args) -> str:
         "| demo load through the service layer (s) | " + " | ".join(f"{r['load_seconds']:.0f}" for r in results) + " |",
         f"| single creates over HTTP (/s, {args.concurrency} client processes) | " + " | ".join(f"{r['creates']:.0f}" for r in results) + " |",
         f"| transaction ingest (resources/s, bundles of {args.bundle_size}) | " + " | ".join(f"{r['ingest']:.0f}" for r in results) + " |",
+        "| single creates, validation off (/s) | " + " | ".join(f"{r['creates_off']:.0f}" for r in results) + " |",
+        "| transaction ingest, validation off (resources/s) | " + " | ".join(f"{r['ingest_off']:.0f}" for r in results) + " |",
     ]
     for name in SEARCHES:
         lines.append(f"| {name}: p50 / p95 / p99 ms (mean hits) | " + " | ".join(
             "{:.1f} / {:.1f} / {:.1f} ({:.1f})".format(*r["searches"][name]) for r in results) + " |")
     lines.append("| server peak memory (MiB, all workers) | " + " | ".join(f"{r['peak_mib']:.0f}" for r in results) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _memory_gib() -> float:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024 / 1024
-    except FileNotFoundError:
-        pass
-    return 0.0
 
 
 def main() -> int:

@@ -47,6 +47,7 @@ def serve(
     no_auth: bool = typer.Option(
         False, "--no-auth", help="Serve every request without a token. Local development only: "
         "logs a warning at start and on every request."),
+    mllp_port: int = typer.Option(None, help="Also listen for HL7 v2 over MLLP on this port (one worker)."),
 ) -> None:
     """Start the FHIR server."""
     from fhir_server.api.app import create_app
@@ -62,6 +63,10 @@ def serve(
     if settings.auth_enabled:
         _hint_when_no_client(server)
     console.print(f"FHIR base: [bold]{settings.base_url}[/bold]  database: {server.db.url.render_as_string(hide_password=True)}")
+    if mllp_port is not None and workers > 1:
+        console.print("[red]--mllp-port needs --workers 1 (the listener orders each sender's messages "
+                      "in one process); run `python -m fhir_server mllp` beside the workers instead[/red]")
+        raise typer.Exit(2)
     if workers > 1:
         from fhir_server.auth.signing_key import load_or_create
 
@@ -70,6 +75,10 @@ def serve(
         os.environ["FHIR_AUTH_ENABLED"] = str(settings.auth_enabled).lower()
         server.close()
         _serve_workers(host, port, workers)
+    elif mllp_port is not None:
+        from adapters.hl7v2.cli import serve_with_mllp
+
+        serve_with_mllp(server, create_app(server), host, port, mllp_port)
     else:
         uvicorn.run(create_app(server), host=host, port=port, log_level="warning", access_log=False)
 
@@ -226,6 +235,15 @@ def clients_revoke(
         console.print(f"[red]No active client {client_id}[/red]")
         raise typer.Exit(1)
     print(f"revoked {client_id}")
+
+
+def _register_adapters() -> None:
+    from adapters.hl7v2.cli import register as register_hl7v2
+
+    register_hl7v2(cli)  # import-hl7, hl7-replay, hl7-inbound, mllp (issue 5)
+
+
+_register_adapters()
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, delete, text
 from sqlalchemy.engine import make_url
 
+import adapters.hl7v2.inbound_store  # noqa: F401 - the HL7 v2 inbound table joins MetaData: emptied between tests
 import fhir_server.auth.schema  # noqa: F401 - the auth tables join the shared MetaData, as in the server
 from fhir_server.settings import Settings
 

@@ -43,6 +43,7 @@ from fhir_server.errors import (
 )
 from fhir_server.fhir.formats import JSON, response_format
 from fhir_server.server import Server
+from adapters.hl7v2.inbound_api import inbound_routes  # HL7 v2 inbound messages and replay (issue 5)
 
 log = logging.getLogger(__name__)
 FHIR_PREFIX = "/fhir"
@@ -79,6 +80,7 @@ def create_app(server: Server) -> FastAPI:
             FHIR_PREFIX + route.path, _endpoint(server, auth, route), methods=[route.method],
             name=f"{route.method} {route.path}",
         ))
+    app.router.routes.extend(inbound_routes(server, auth))  # /hl7v2/inbound (adapters/hl7v2/inbound_api.py)
     add_security_middleware(app, server.settings)
 
     @app.exception_handler(StarletteHTTPException)

@@ -1,7 +1,7 @@
 """Synthetic demo data: a county chronic-disease network as FHIR R4 resources."""
 
 from fhir_server.demo.county import generate_county
-from fhir_server.demo.identifiers import (
+from fhir_server.identifiers import (
     health_record_number,
     is_valid_resident_id,
     resident_id,

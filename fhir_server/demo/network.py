@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from fhir_server.auth.access import ACCESS_SCOPE_EXTENSION
 from fhir_server.demo import codes
 from fhir_server.demo.datatypes import concept, reference
-from fhir_server.demo.identifiers import unified_social_credit_code
+from fhir_server.identifiers import unified_social_credit_code
 from fhir_server.demo.names import person_name, place_names
 from fhir_server.demo.parameters import CountyArea, CountyParameters
 

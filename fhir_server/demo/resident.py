@@ -18,7 +18,7 @@ from itertools import accumulate
 from fhir_server.demo import codes
 from fhir_server.demo.codes import DIABETES, HYPERTENSION
 from fhir_server.demo.datatypes import concept, local_datetime, quantity, reference
-from fhir_server.demo.identifiers import health_record_number, resident_id
+from fhir_server.identifiers import health_record_number, resident_id
 from fhir_server.demo.names import person_name
 from fhir_server.demo.network import LAB_ID, Clinic, Network, address
 from fhir_server.demo.parameters import CountyParameters

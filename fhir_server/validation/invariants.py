@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import fhirpathpy
 from fhirpathpy.models import models
 
-from fhir_server.demo.identifiers import RESIDENT_ID_CHECK_CHARACTERS, RESIDENT_ID_WEIGHTS
+from fhir_server.identifiers import RESIDENT_ID_CHECK_CHARACTERS, RESIDENT_ID_WEIGHTS
 
 __all__ = ["Invariant", "compile_invariant", "RESIDENT_ID_EXPRESSION", "NATIVE"]
 

@@ -11,7 +11,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from fhir_server.demo import codes
 from fhir_server.demo.county import generate_county
-from fhir_server.demo.identifiers import (
+from fhir_server.identifiers import (
     health_record_number,
     is_valid_resident_id,
     is_valid_unified_social_credit_code,

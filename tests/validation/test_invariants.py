@@ -9,7 +9,7 @@ import fhirpathpy
 import pytest
 from fhirpathpy.models import models
 
-from fhir_server.demo.identifiers import resident_id_check_character
+from fhir_server.identifiers import resident_id_check_character
 from fhir_server.validation.invariants import NATIVE, RESIDENT_ID_EXPRESSION, compile_invariant
 
 PATIENT = Path(__file__).resolve().parents[2] / "profiles" / "local" / "StructureDefinition-county-patient.json"

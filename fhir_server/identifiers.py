@@ -1,4 +1,5 @@
-"""Chinese identifiers the synthetic county needs, built and checked by their standards' rules.
+"""Chinese national identifiers, built and checked by their standards' rules (validation,
+adapters and the synthetic county use them).
 
 - Resident identity card number (居民身份证号码, GB 11643-1999): 6-digit address code
   (GB/T 2260 division), 8-digit birth date ``YYYYMMDD``, 3-digit sequence code (odd for

@@ -1,0 +1,236 @@
+"""Benchmark: sustained ORU^R01 ingest over MLLP, with ACKs, from several concurrent connections.
+
+    python bench/hl7_ingest.py --engine sqlite --messages 1500 --connections 4
+    python bench/hl7_ingest.py --engine both
+
+For each engine it starts the real server (``python -m fhir_server serve --mllp-port P``) on a
+fresh database, opens ``--connections`` MLLP connections (each a different sending facility,
+as the township LIS of a county would be), sends ORU^R01 messages with 5 OBX results each
+(every message a new patient), each connection waiting for its ACK before the next message
+(MLLP is synchronous), and measures messages per second and the ACK latency (send to ACK
+received) p50 / p99. Every ACK must be AA. Beside it: the raw parse rate of each parser
+(``bench/hl7_parse.py``). Prints a table and appends it to ``bench/RESULTS.md`` (``--no-record``:
+print only). PostgreSQL runs on a throwaway cluster started by ``.ci/postgres.sh``
+(``FHIR_CI_PG_PORT`` / ``FHIR_CI_PG_DIR`` choose its port and directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "adapters" / "hl7v2")]
+
+from bench.databases import OUT, free_port, machine, postgres_url, sqlite_url, stop_postgres  # noqa: E402
+
+from hl7_inbound_messages import oru_bytes  # noqa: E402
+
+from adapters.hl7v2.mllp import MllpClient  # noqa: E402
+
+
+class Server:
+    """``python -m fhir_server serve --mllp-port`` on loopback ports."""
+
+    def __init__(self, database_url: str):
+        self.port, self.mllp_port = free_port(), free_port()
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.log = open(OUT / "hl7-ingest-server.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fhir_server", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--mllp-port", str(self.mllp_port), "--database-url", database_url],
+            cwd=OUT, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/fhir/metadata", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("the server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+class Connection(threading.Thread):
+    def __init__(self, port: int, number: int, messages: list[bytes], start: threading.Barrier):
+        super().__init__(daemon=True)
+        self.port, self.messages, self.start_barrier = port, messages, start
+        self.latencies: list[float] = []
+        self.failures = 0
+
+    def run(self) -> None:
+        with MllpClient("127.0.0.1", self.port, timeout=120) as client:
+            self.start_barrier.wait()
+            for raw in self.messages:
+                sent = time.perf_counter()
+                ack = client.send(raw)
+                self.latencies.append(time.perf_counter() - sent)
+                if b"MSA|AA|" not in ack:
+                    self.failures += 1
+
+
+def messages_for(connection: int, count: int, run: str) -> list[bytes]:
+    facility = f"乡镇卫生院{connection:02d}"
+    return [oru_bytes(f"B{run}-{connection}-{n:05d}", sender=("LIS", facility), patient=connection * 100_000 + n,
+                      family="张", given="建国")
+            for n in range(count)]
+
+
+def measure(database_url: str, connections: int, total: int, warmup: int) -> dict:
+    server = Server(database_url)
+    try:
+        run = datetime.now(UTC).strftime("%H%M%S")
+        per_connection = max(1, total // connections)
+        warm = [Connection(server.mllp_port, i, messages_for(i, warmup, "w" + run), threading.Barrier(1))
+                for i in range(1)]
+        for c in warm:
+            c.start()
+            c.join()
+        barrier = threading.Barrier(connections + 1)
+        workers = [Connection(server.mllp_port, i, messages_for(i, per_connection, run), barrier)
+                   for i in range(connections)]
+        for w in workers:
+            w.start()
+        barrier.wait()
+        started = time.perf_counter()
+        for w in workers:
+            w.join()
+        elapsed = time.perf_counter() - started
+    finally:
+        server.stop()
+    latencies = sorted(x for w in workers for x in w.latencies)
+    return {
+        "messages": len(latencies),
+        "failures": sum(w.failures for w in workers),
+        "rate": len(latencies) / elapsed,
+        "p50": statistics.quantiles(latencies, n=100)[49] * 1000,
+        "p99": statistics.quantiles(latencies, n=100)[98] * 1000,
+        "seconds": elapsed,
+    }
+
+
+def stage_costs(n: int = 100) -> dict[str, float]:
+    """Milliseconds per ORU^R01 of each pipeline stage, in-process and one at a time, on a fresh
+    SQLite file: where a message's time goes."""
+    from adapters.hl7v2.ack import acknowledgement, build_ack
+    from adapters.hl7v2.inbound_store import InboundStore
+    from adapters.hl7v2.pipeline import provenance_entry
+    from adapters.hl7v2.translate import read_header, translate
+    from fhir_server.auth.identity import SYSTEM
+    from fhir_server.operations.bundle import run_transaction
+    from fhir_server.server import Server
+    from fhir_server.settings import Settings
+
+    server = Server(Settings(database_url=sqlite_url("hl7-stages")))
+    store = InboundStore(server.db)
+    for raw in messages_for(0, 20, "warm"):
+        run_transaction(server, translate(raw, server).bundle, identity=SYSTEM)
+    raws = messages_for(1, n, "stages")
+    costs = dict.fromkeys(("read header", "store raw bytes", "translate", "build ACK",
+                           "run_transaction (+ Provenance, record)"), 0.0)
+    for raw in raws:
+        t0 = time.perf_counter()
+        header = read_header(raw)
+        t1 = time.perf_counter()
+        record = store.receive(raw, sender=header.sender, control_id=header.control_id,
+                               message_type=header.message_type, version=header.version,
+                               charset=header.charset, source="bench").record_id
+        t2 = time.perf_counter()
+        translation = translate(raw, server)
+        t3 = time.perf_counter()
+        ack = build_ack(header, acknowledgement(header, "AA").code or "AA")
+        t4 = time.perf_counter()
+        bundle = {**translation.bundle, "entry": [*translation.bundle["entry"],
+                                                   provenance_entry(translation.bundle["entry"], header, record)]}
+        run_transaction(server, bundle, identity=SYSTEM, alongside=lambda conn, results, record=record, ack=ack: store.record_outcome(
+            conn, record, status="processed", ack=ack, ack_code="AA",
+            resources=[e["response"]["location"] for e in results]))
+        t5 = time.perf_counter()
+        for name, spent in zip(costs, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+            costs[name] += spent
+    server.close()
+    return {name: total / n * 1000 for name, total in costs.items()}
+
+
+def parse_rates(n: int) -> dict[str, float]:
+    try:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from hl7_parse import parse_rates as rates  # bench/hl7_parse.py (the translation side)
+    except ImportError:
+        return {}
+    return rates(n)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", choices=["sqlite", "postgres", "both"], default="sqlite")
+    parser.add_argument("--messages", type=int, default=1500, help="ORU^R01 messages measured, in all")
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--no-record", action="store_true", help="print the table only")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    engines = ["sqlite", "postgres"] if args.engine == "both" else [args.engine]
+    results = {}
+    for engine in engines:
+        url = sqlite_url("hl7-ingest") if engine == "sqlite" else postgres_url()
+        try:
+            results[engine] = measure(url, args.connections, args.messages, args.warmup)
+        finally:
+            if engine == "postgres":
+                stop_postgres()
+        print(f"{engine}: {results[engine]}", file=sys.stderr)
+    rates = parse_rates(300)
+    stages = stage_costs()
+    table = render(results, rates, stages, args)
+    print(table)
+    if not args.no_record:
+        with RESULTS.open("a", encoding="utf-8") as out:
+            out.write("\n" + table)
+
+
+def render(results: dict, rates: dict[str, float], stages: dict[str, float], args) -> str:
+    engines = list(results)
+    command = " ".join(["python bench/hl7_ingest.py", *sys.argv[1:]])
+    lines = [
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC: HL7 v2 ORU^R01 ingest over MLLP",
+        "",
+        f"Machine: {machine()}. Command: `{command}`",
+        "",
+        "| measure | " + " | ".join(engines) + " |",
+        "|---|" + "---|" * len(engines),
+        "| connections (one sending facility each) | " + " | ".join(str(args.connections) for _ in engines) + " |",
+        "| ORU^R01 messages (5 OBX each), all ACKed AA | "
+        + " | ".join(f"{r['messages']:,} ({r['failures']} not AA)" for r in results.values()) + " |",
+        "| messages / s | " + " | ".join(f"{r['rate']:.0f}" for r in results.values()) + " |",
+        "| ACK latency p50 / p99 (ms) | "
+        + " | ".join(f"{r['p50']:.1f} / {r['p99']:.1f}" for r in results.values()) + " |",
+    ]
+    for name, rate in rates.items():
+        lines.append(f"| parse only, {name} (messages / s, one core) | " + " | ".join(f"{rate:.0f}" for _ in engines)
+                     + " |")
+    lines += ["", "Where one message's time goes (in-process, one at a time, SQLite, ms per ORU^R01): "
+              + ", ".join(f"{name} {ms:.2f}" for name, ms in stages.items()) + "."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
