@@ -50,14 +50,14 @@ def inbound_routes(server, authentication) -> list[Route]:
             try:
                 identity = await _identity(server, authentication, request)
                 _authorize(identity, actions)
-                status, body = await anyio.to_thread.run_sync(work, request)
+                status, body = await anyio.to_thread.run_sync(work, request, identity)
                 return _json(status, body)
             except FhirError as exc:
                 return _json(exc.status, operation_outcome(exc.issues), exc.headers)
 
         return endpoint
 
-    def listing(request: Request):
+    def listing(request: Request, identity: Identity):
         query = request.query_params
         statuses = _statuses(query.get("status"))
         count = _integer(query.get("_count"), "_count", 50)
@@ -66,20 +66,23 @@ def inbound_routes(server, authentication) -> list[Route]:
             after_id=_integer(query.get("after"), "after", None), limit=min(count, MAX_COUNT))
         return 200, {"counts": pipeline_for(server).store.counts(), "messages": [r.summary() for r in records]}
 
-    def reading(request: Request):
+    def reading(request: Request, identity: Identity):
         record = pipeline_for(server).store.get(_record_id(request))
         if record is None:
             raise NotFound(f"No inbound message {request.path_params['id']}")
+        # the raw message holds the patient data of the resources it wrote: audited as reading them
+        written = [tuple(location.split("/")[:2]) for location in record.resources]
+        server.audit.read(identity, "hl7v2-inbound-read", written, query=f"inbound message {record.id}")
         return 200, record.detail()
 
-    def replaying_one(request: Request):
+    def replaying_one(request: Request, identity: Identity):
         record_id = _record_id(request)
         [result] = replay_records(pipeline_for(server), [record_id])
         if result.outcome is None:
             raise (NotFound if result.reason and result.reason.startswith("No ") else Conflict)(result.reason)
         return 200, result.to_json()
 
-    def replaying_all(request: Request):
+    def replaying_all(request: Request, identity: Identity):
         statuses = _statuses(request.query_params.get("status")) or ["error"]
         pipeline = pipeline_for(server)
         ids = replayable_ids(pipeline, statuses=statuses, sender=request.query_params.get("sender"))

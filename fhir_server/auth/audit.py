@@ -13,8 +13,9 @@ every failed authentication.
   ``flush_seconds`` of reads, refusals and failed logins (writes are never lost).
   Whether a read touched patient data is decided when the batch is written: a read of
   Organizations only leaves no event.
-- Identities with ``unrestricted`` set (the server's own jobs, ``serve --no-auth``) are not
-  audited: there is no authenticated agent to record.
+- Every authenticated caller is audited, unrestricted clients (bound to no organisation)
+  included; only the server's own jobs and ``serve --no-auth`` (``identity.audited`` False) are
+  not: there is no authenticated agent to record.
 
 Each event: ``type`` rest (failed logins: DICOM 110114 User Authentication), ``subtype`` the
 RESTful interaction, ``action`` C/R/U/D/E, ``recorded``, ``outcome`` 0 (success) or 4
@@ -99,7 +100,7 @@ class AuditTrail:
     # ---- writes: in the write transaction ------------------------------------------------------
     def on_change(self, conn: Connection, before: dict | None, after: dict | None) -> None:
         identity = acting(conn)
-        if identity.unrestricted:
+        if not identity.audited:
             return
         patients = self.policy.patients_of(before) | self.policy.patients_of(after)
         if not patients:
@@ -114,7 +115,7 @@ class AuditTrail:
     def read(self, identity: Identity, interaction: str, resources: Iterable[tuple[str, str]],
              query: str | None = None) -> None:
         """A successful read of ``resources`` ((type, id) pairs); audited if any is patient data."""
-        if identity.unrestricted:
+        if not identity.audited:
             return
         self._enqueue(Access(identity.subject, identity.organization, interaction, "0", now_utc(),
                              list(dict.fromkeys(resources)), query=query))
@@ -122,7 +123,7 @@ class AuditTrail:
     def refusal(self, identity: Identity, action: str, res_type: str, res_id: str,
                 patients: set[str] | None = None) -> None:
         """A read or write refused because the resource is outside the caller's organisation."""
-        if identity.unrestricted:
+        if not identity.audited:
             return
         interaction = {"C": "create", "R": "read", "U": "update", "D": "delete"}[action]
         self._enqueue(Access(identity.subject, identity.organization, interaction, "4", now_utc(),

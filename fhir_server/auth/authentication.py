@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 REALM = "county-fhir"
 # What every request gets when authentication is off (serve --no-auth): development only.
 UNAUTHENTICATED = Identity("anonymous (authentication disabled)", None, ("system/*.cruds", "system/AuditEvent.rs"),
-                           unrestricted=True)
+                           unrestricted=True, audited=False)
 # The caller of a public request (GET /metadata) when authentication is on: allowed nothing.
 ANONYMOUS = Identity("anonymous", None, ())
 

@@ -89,7 +89,8 @@ class Identity:
     organization: str | None  # "Organization/<id>" the caller acts for; None when not bound
     scopes: tuple[str, ...]  # the granted scopes, as written in the token
     patient: str | None = None  # "Patient/<id>" for patient/ scopes (SMART launch context)
-    unrestricted: bool = False  # sees everything: the server's own jobs, or serve --no-auth
+    unrestricted: bool = False  # bound to no organisation: sees every organisation's data
+    audited: bool = True  # False only for the server's own jobs and serve --no-auth (no agent)
 
     @cached_property
     def resource_scopes(self) -> tuple[Scope, ...]:
@@ -103,4 +104,4 @@ class Identity:
 
 
 # The server's own jobs: every organisation, every type (AuditEvent named, see NAMED_ONLY).
-SYSTEM = Identity("system", None, ("system/*.cruds", "system/AuditEvent.rs"), unrestricted=True)
+SYSTEM = Identity("system", None, ("system/*.cruds", "system/AuditEvent.rs"), unrestricted=True, audited=False)

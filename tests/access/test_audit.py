@@ -150,12 +150,16 @@ def test_a_request_with_a_bad_token_is_audited(app, as_, server):
     assert [(e["outcome"], e["subtype"][0]["code"]) for e in found] == [("4", "110122")]
 
 
-def test_the_servers_own_work_is_not_audited(fhir, as_, server):
-    """The suite's client is unrestricted, like the server's own jobs: no agent to record."""
+def test_unrestricted_clients_are_audited_but_not_the_servers_own_work(fhir, as_, server, app):
+    """The suite's client is bound to no organisation, yet it is an authenticated agent: its
+    reads are audited. The server's own jobs (SYSTEM) have no agent to record."""
     assert fhir.get("Patient/p-a1").status_code == 200
     server.resources.read("Patient", "p-a2", identity=SYSTEM)
     server.audit.flush()
-    assert events(as_("auditor"), "patient=Patient/p-a1") == []
+    [event] = events(as_("auditor"), "patient=Patient/p-a1")
+    suite_clients = {c.client_id for c in app.state.authentication.clients.all() if c.name == "test suite"}
+    assert [a["who"]["identifier"]["value"] for a in event["agent"]] in ([c] for c in suite_clients)
+    assert events(as_("auditor"), "patient=Patient/p-a2") == []
 
 
 def test_queued_read_events_are_written_at_shutdown(settings, county):
