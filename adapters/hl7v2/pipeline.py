@@ -42,7 +42,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from adapters.hl7v2.ack import acknowledgement, build_ack, refusal_header
 from adapters.hl7v2.contract import Header, MessageUnreadable, Problem, Translation
 from adapters.hl7v2.inbound_store import REPLAYABLE, InboundStore
-from fhir_server.auth.identity import SYSTEM
+from fhir_server.auth.identity import Identity
 from fhir_server.errors import Conflict, FhirError, MultipleMatches
 
 log = logging.getLogger(__name__)
@@ -196,8 +196,8 @@ class InboundPipeline:
         pristine = orjson.dumps(bundle)  # a retry starts from the Bundle as translated
         for attempt in range(_RETRIES + 1):
             try:
-                run_transaction(self.server, orjson.loads(pristine) if attempt else bundle, identity=SYSTEM,
-                                alongside=record)
+                run_transaction(self.server, orjson.loads(pristine) if attempt else bundle,
+                                identity=sending_system(header), alongside=record)
                 return Outcome("processed", ack, code, record_id, problems=problems, resources=list(written))
             except (IntegrityError, Conflict, OperationalError) as exc:
                 if isinstance(exc, MultipleMatches):  # the content's fault (an identifier matches two)
@@ -268,6 +268,15 @@ def _header_values(header: Header) -> dict:
 def _problem_from(diagnostics: str, expression: tuple[str, ...]) -> Problem:
     where = f" ({', '.join(expression)})" if expression else ""
     return Problem("", 0, None, None, "207", "E", f"The FHIR server refused the mapped resources: {diagnostics}{where}")
+
+
+def sending_system(header: Header) -> Identity:
+    """Who writes a message's resources: the sending application at its facility (MSH-3/4).
+
+    Bound to no organisation (a hospital LIS reports for patients of every clinic), and
+    audited as that system: each resource it writes leaves an AuditEvent naming it.
+    """
+    return Identity(f"hl7v2:{header.sender}", None, ("system/*.cruds",), unrestricted=True)
 
 
 def provenance_entry(entries: list[dict], header: Header, record_id: int) -> dict:

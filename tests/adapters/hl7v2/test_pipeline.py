@@ -244,3 +244,19 @@ def test_messages_of_one_sender_are_applied_one_at_a_time_in_arrival_order(serve
         assert watch.order[f"{sender[0]}|{sender[1]}"] == expected
         records = InboundPipeline(server).store.find(sender=f"{sender[0]}|{sender[1]}")
         assert [r.control_id for r in sorted(records, key=lambda r: r.processed_at)] == expected
+
+
+def test_the_resources_are_written_as_the_sending_system_and_audited(server, client):
+    """Adapters write with the identity of the sending system: each resource written leaves an
+    AuditEvent naming it (MSH-3|MSH-4)."""
+    outcome = InboundPipeline(server).receive(oru_bytes("AUDIT-W1"))
+    assert outcome.status == "processed", outcome.problems
+    patient = next(r for r in outcome.resources if r.startswith("Patient/")).rsplit("/_history", 1)[0]
+    bundle = client.get("/fhir/AuditEvent", params={"patient": patient, "_count": "100"}).json()
+    agents = {a["who"]["identifier"]["value"] for e in bundle["entry"] for a in e["resource"]["agent"]
+              if "identifier" in a.get("who", {})}
+    assert agents == {"hl7v2:LIS|县人民医院"}
+    # every resource that is patient data (all but the lab Organization), Provenance included
+    written = {r.rsplit("/_history", 1)[0] for r in outcome.resources if not r.startswith("Organization/")}
+    audited = {e["resource"]["entity"][-1]["what"]["reference"] for e in bundle["entry"]}
+    assert audited == written
