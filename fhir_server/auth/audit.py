@@ -2,8 +2,10 @@
 every failed authentication.
 
 - **Writes** are audited by ``AuditTrail.on_change``, a ``ResourceService.on_change`` hook: the
-  AuditEvent is stored in the write transaction itself, so a committed change always has its
-  event and a rolled-back one has none.
+  AuditEvent is stored in the write transaction itself (just before its commit), so a committed
+  change always has its event and a rolled-back one has none. The changes of one transaction
+  make one event per caller and interaction (a transaction Bundle of 100 creates: one ``create``
+  event naming its patients and up to ``MAX_RESOURCE_ENTITIES`` resources each).
 - **Reads** (read, vread, search, history, operations), **refusals** (a write refused with 403,
   a read answered 404 because the resource is outside the caller's organisation) and **failed
   authentications** (``record_failed_authentication``) are queued in memory and written in
@@ -47,7 +49,7 @@ from fhir_server.auth.identity import Identity
 from fhir_server.search.indexer import Indexer
 from fhir_server.services.resources import instant, now_utc
 from fhir_server.storage import access as tables
-from fhir_server.storage.engine import Database
+from fhir_server.storage.engine import Database, before_commit, transaction_state
 from fhir_server.storage.store import ResourceStore
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 CLIENT_SYSTEM = "https://county-fhir.example.org/fhir/sid/client-id"
 MAX_RESOURCE_ENTITIES = 100
 MAX_QUEUED = 100_000
+_PENDING_WRITES = "audit.pending_writes"  # key in the write transaction's state
 ACTIONS = {"create": "C", "read": "R", "vread": "R", "update": "U", "patch": "U", "delete": "D"}
 
 
@@ -107,9 +110,29 @@ class AuditTrail:
             return
         current = after or before
         interaction = "create" if before is None else "delete" if after is None else "update"
-        access = Access(identity.subject, identity.organization, interaction, "0", now_utc(),
-                        [(current["resourceType"], current["id"])], patients)
-        self._write(conn, [access])
+        key = (identity.subject, identity.organization, interaction)
+        changed = ((current["resourceType"], current["id"]), patients)
+        self._pending_writes(conn).setdefault(key, []).append(changed)
+
+    def _pending_writes(self, conn: Connection) -> dict[tuple, list]:
+        """This transaction's audited changes by (caller, organisation, interaction): written as
+        events just before it commits."""
+        state = transaction_state(conn)
+        if _PENDING_WRITES not in state:
+            pending = state[_PENDING_WRITES] = {}
+
+            def write_events() -> None:
+                when = now_utc()
+                self._write(conn, [
+                    Access(subject, organization, interaction, "0", when, [r for r, _ in part],
+                           set().union(*(p for _, p in part)))
+                    for (subject, organization, interaction), changes in pending.items()
+                    for part in _chunks(changes, MAX_RESOURCE_ENTITIES)
+                ])
+                self.store.flush(conn)  # the events' index rows too (the store's own flush ran first)
+
+            before_commit(conn).append(write_events)
+        return state[_PENDING_WRITES]
 
     # ---- queued: reads, refusals, failed logins ------------------------------------------------
     def read(self, identity: Identity, interaction: str, resources: Iterable[tuple[str, str]],
@@ -271,6 +294,10 @@ def record_failed_authentication(trail: AuditTrail, *, client_id: str | None, re
     without secrets or tokens, ``address`` the caller's IP address. Queued like reads.
     """
     trail.failed_authentication(client_id, reason, address)
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[start:start + size] for start in range(0, len(items), size)]
 
 
 __all__ = ["Access", "AuditTrail", "record_failed_authentication"]

@@ -81,6 +81,22 @@ def test_a_write_is_audited_in_its_own_transaction(as_, server):
     assert creates == set()  # the rolled-back create of t-a2 left nothing
 
 
+def test_a_transaction_leaves_one_event_per_interaction_naming_every_patient_and_resource(as_, server):
+    county, auditor = as_("county"), as_("auditor")
+    transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": observation(f"tx-{p}", f"p-{p}"), "request": {"method": "PUT", "url": f"Observation/tx-{p}"}}
+        for p in ("a1", "a2", "b1")
+    ] + [{"resource": {**county.get("Patient/p-a1").json(), "gender": "male"},
+          "request": {"method": "PUT", "url": "Patient/p-a1"}}]}
+    assert county.post("", json=transaction).status_code == 200, "transaction"
+    server.audit.flush()
+    found = {summary(e) for e in events(auditor, "agent=Organization/hospital&action=C,U")}
+    patients = frozenset({"Patient/p-a1", "Patient/p-a2", "Patient/p-b1"})
+    observations = frozenset({"Observation/tx-a1", "Observation/tx-a2", "Observation/tx-b1"})
+    assert found == {("create", "C", "0", patients, observations),
+                     ("update", "U", "0", frozenset({"Patient/p-a1"}), frozenset())}
+
+
 def test_audit_events_are_found_by_patient_agent_and_date(as_, server):
     as_("village").get("Patient/p-a1")
     as_("other_village").get("Patient/p-b1")

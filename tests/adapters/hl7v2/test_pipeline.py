@@ -258,5 +258,6 @@ def test_the_resources_are_written_as_the_sending_system_and_audited(server, cli
     assert agents == {"hl7v2:LIS|县人民医院"}
     # every resource that is patient data (all but the lab Organization), Provenance included
     written = {r.rsplit("/_history", 1)[0] for r in outcome.resources if not r.startswith("Organization/")}
-    audited = {e["resource"]["entity"][-1]["what"]["reference"] for e in bundle["entry"]}
+    audited = {x["what"]["reference"] for e in bundle["entry"] for x in e["resource"]["entity"]}
     assert audited == written
+    assert len(bundle["entry"]) == 1  # one transaction, one interaction: one event
