@@ -241,6 +241,12 @@ def _register_adapters() -> None:
     from adapters.hl7v2.cli import register as register_hl7v2
 
     register_hl7v2(cli)  # import-hl7, hl7-replay, hl7-inbound, mllp (issue 5)
+    from adapters.public_health.cda.cli import register as register_cda
+
+    register_cda(cli)  # import-cda, export-cda (issue 6)
+    from adapters.public_health.cli import register as register_follow_ups
+
+    register_follow_ups(cli)  # import-followups, export-followups (issue 6)
 
 
 _register_adapters()

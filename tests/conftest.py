@@ -23,7 +23,7 @@ import fhir_server.auth.schema  # noqa: F401 - the auth tables join the shared M
 from fhir_server.settings import Settings
 
 BASE = "http://testserver/fhir"
-ALL_SCOPES = "system/*.cruds system/AuditEvent.rs"  # an auditor too: some tests read the audit trail
+ALL_SCOPES = "system/*.cruds"
 
 
 @pytest.fixture(scope="session")
@@ -114,6 +114,22 @@ def access_token(app) -> str:
     client_id, secret = register_client(app, "test suite", None, ALL_SCOPES)
     with TestClient(app, base_url="http://testserver") as c:
         return get_token(c, client_id, secret)
+
+
+@pytest.fixture(scope="session")
+def auditor_token(app) -> str:
+    """A token of an auditor: reads and searches AuditEvents only (bound to no organisation)."""
+    client_id, secret = register_client(app, "test auditor", None, "system/AuditEvent.rs")
+    with TestClient(app, base_url="http://testserver") as c:
+        return get_token(c, client_id, secret)
+
+
+@pytest.fixture
+def auditor(app, server, auditor_token) -> TestClient:
+    """The app over HTTP as an auditor (see ``auditor_token``)."""
+    with TestClient(app, base_url="http://testserver") as c:
+        c.headers["Authorization"] = f"Bearer {auditor_token}"
+        yield c
 
 
 def register_client(app, name: str, organization: str | None, scopes: str) -> tuple[str, str]:

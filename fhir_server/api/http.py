@@ -62,6 +62,9 @@ class FhirResponse:
     status: int = 200
     resource: dict | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # a body that is not a FHIR resource (a CDA document), sent as it is with its media type
+    content: bytes | None = None
+    content_type: str | None = None
 
 
 def version_headers(resource: dict, base_url: str, location: bool = False) -> dict[str, str]:
@@ -89,6 +92,9 @@ def written(request: FhirRequest, resource: dict, status: int) -> FhirResponse:
 
 
 def render_response(response: FhirResponse, media_type: str, pretty: bool) -> Response:
+    if response.content is not None:
+        return Response(response.content, status_code=response.status, headers=response.headers,
+                        media_type=response.content_type)
     if response.resource is None:
         return Response(status_code=response.status, headers=response.headers)
     content_type = f"{XML if media_type == XML else JSON}; charset=utf-8"

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from adapters.public_health import follow_up_operations
 from fhir_server.api import interactions as i
 from fhir_server.api.capability import capability_statement
 from fhir_server.api.http import FhirRequest, FhirResponse
 from fhir_server.operations import bundle as bundle_op
-from fhir_server.operations import everything, lastn, meta, reindex, terminology, validate
+from fhir_server.operations import cda, everything, lastn, meta, reindex, terminology, validate
 from fhir_server.server import Server
 
 Handler = Callable[[Server, FhirRequest], FhirResponse]
@@ -44,6 +45,12 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/Observation/$lastn", lastn.handle, None, "type", "$lastn"),
     Route("GET", "/Patient/{id}/$everything", everything.handle, None, "instance", "$everything"),
     Route("POST", "/Patient/{id}/$everything", everything.handle, None, "instance", "$everything"),
+    Route("POST", "/$import-cda", cda.import_cda, None, "system", "$import-cda"),
+    Route("GET", "/Encounter/{id}/$cda", cda.encounter_document, None, "instance", "$cda"),
+    Route("GET", "/ServiceRequest/{id}/$cda", cda.service_request_document, None, "instance", "$cda"),
+    Route("POST", "/$import-followups", follow_up_operations.import_followups, None, "system", "$import-followups"),
+    Route("GET", "/$export-followups", follow_up_operations.export_followups, None, "system", "$export-followups"),
+    Route("POST", "/$export-followups", follow_up_operations.export_followups, None, "system", "$export-followups"),
     Route("GET", "/CodeSystem/$lookup", terminology.lookup, None, "type", "$lookup"),
     Route("POST", "/CodeSystem/$lookup", terminology.lookup, None, "type", "$lookup"),
     Route("GET", "/ValueSet/$validate-code", terminology.validate_code, None, "type", "$validate-code"),

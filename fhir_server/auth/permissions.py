@@ -19,6 +19,12 @@ delete, conditional delete                 ``d`` on the type
 ``$expand``, ``$translate``
 ``[type]/$validate``                       ``c`` on the type (a check before a create)
 ``[type]/[id]/$validate``                  ``r`` on the type (it reads the stored resource)
+``$import-cda`` (system level)             ``c`` on every type; then each resource written is
+                                           checked as a transaction entry is
+``Encounter|ServiceRequest/[id]/$cda``     ``r`` on the type
+``$import-followups`` (system level)       ``c`` on every type; then each resource written is
+                                           checked as a transaction entry is
+``$export-followups`` (system level)       ``s`` on every type
 ``GET /metadata``                          nothing (public, as FHIR requires)
 batch / transaction                        each entry by its own method and URL
 a chain (``subject:Patient.name``)         also ``s`` on every type the chain passes through
@@ -43,6 +49,8 @@ OPERATION_ACTIONS = {
     "$everything": "r", "$lastn": "s", "$meta": "r", "$meta-add": "u", "$meta-delete": "u",
     "$reindex": "u", "$lookup": "r", "$validate-code": "r", "$expand": "r", "$translate": "r",
     "$validate": "c",
+    "$import-cda": "c", "$cda": "r",
+    "$import-followups": "c", "$export-followups": "s",
 }
 # Where an operation needs another action at instance level than at type level.
 INSTANCE_OPERATION_ACTIONS = {"$validate": "r"}

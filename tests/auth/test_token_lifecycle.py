@@ -118,10 +118,11 @@ def test_the_jwks_endpoint_publishes_the_key_that_checks_tokens(anonymous, regis
     assert claims["sub"] == registered[0]
 
 
-def test_failed_authentications_leave_audit_events(anonymous, client, server):
+def test_failed_authentications_leave_audit_events(anonymous, token_for, server):
     anonymous.get("/fhir/Patient", headers={"Authorization": "Bearer not-a-token"})
     anonymous.post("/auth/token", data={"grant_type": "client_credentials"}, auth=("nobody", "guess"))
     server.audit.flush()
-    events = [e["resource"] for e in client.get("/fhir/AuditEvent?_count=100").json().get("entry", [])]
+    auditor = bearer(token_for("system/AuditEvent.rs"))
+    events = [e["resource"] for e in anonymous.get("/fhir/AuditEvent?_count=100", headers=auditor).json()["entry"]]
     failed = {e["outcomeDesc"] for e in events if e["outcome"] == "4" and e["type"]["code"] == "110114"}
     assert failed >= {"The access token is not valid for this server", "/auth/token: Client authentication failed"}

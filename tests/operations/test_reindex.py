@@ -59,12 +59,13 @@ def test_reindex_applies_a_new_search_parameter_to_old_data(fhir, server, batch_
 
     with caplog.at_level(logging.INFO, logger="fhir_server.operations.reindex"):
         report = _params(fhir.post("$reindex"))
-    # 5 patients, 1 observation, 1 SearchParameter, in batches of 2
-    assert report["resources"] == 7
-    assert report["batches"] == 4
+    # 5 patients, 1 observation, 1 SearchParameter and the AuditEvents of the 5 patient creates,
+    # in batches of 2
+    assert report["resources"] == 7 + 5
+    assert report["batches"] == 6
     assert report["seconds"] >= 0
     assert report["outcome"]["resourceType"] == "OperationOutcome"
-    assert sum(": batch " in r.getMessage() for r in caplog.records) == 4
+    assert sum(": batch " in r.getMessage() for r in caplog.records) == 6
 
     assert fhir.search_ids("Patient?village=Shuimo") == sorted(old[:3] + [new])
     assert fhir.search_ids("Patient?village=Huilong") == [old[3]]

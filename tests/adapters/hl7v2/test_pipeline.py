@@ -246,13 +246,13 @@ def test_messages_of_one_sender_are_applied_one_at_a_time_in_arrival_order(serve
         assert [r.control_id for r in sorted(records, key=lambda r: r.processed_at)] == expected
 
 
-def test_the_resources_are_written_as_the_sending_system_and_audited(server, client):
+def test_the_resources_are_written_as_the_sending_system_and_audited(server, auditor):
     """Adapters write with the identity of the sending system: each resource written leaves an
     AuditEvent naming it (MSH-3|MSH-4)."""
     outcome = InboundPipeline(server).receive(oru_bytes("AUDIT-W1"))
     assert outcome.status == "processed", outcome.problems
     patient = next(r for r in outcome.resources if r.startswith("Patient/")).rsplit("/_history", 1)[0]
-    bundle = client.get("/fhir/AuditEvent", params={"patient": patient, "_count": "100"}).json()
+    bundle = auditor.get("/fhir/AuditEvent", params={"patient": patient, "_count": "100"}).json()
     agents = {a["who"]["identifier"]["value"] for e in bundle["entry"] for a in e["resource"]["agent"]
               if "identifier" in a.get("who", {})}
     assert agents == {"hl7v2:LIS|县人民医院"}

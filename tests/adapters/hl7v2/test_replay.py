@@ -151,14 +151,14 @@ def test_the_api_needs_a_token_and_an_unrestricted_client(server, app, client, m
         assert anonymous.post("/hl7v2/inbound/1/$replay", headers=reader).status_code == 403
 
 
-def test_reading_a_message_over_the_api_is_audited_as_reading_what_it_wrote(server, client):
+def test_reading_a_message_over_the_api_is_audited_as_reading_what_it_wrote(server, client, auditor):
     outcome = InboundPipeline(server).receive(oru_r01("AUDIT-1").encode())
     assert outcome.status == "processed", outcome.problems
     patient = next(r for r in InboundPipeline(server).store.get(outcome.record_id).resources
                    if r.startswith("Patient/")).rsplit("/_history", 1)[0]
     assert client.get(f"/hl7v2/inbound/{outcome.record_id}").status_code == 200
     server.audit.flush()
-    events = client.get("/fhir/AuditEvent", params={"patient": patient, "subtype": "hl7v2-inbound-read"}).json()
+    events = auditor.get("/fhir/AuditEvent", params={"patient": patient, "subtype": "hl7v2-inbound-read"}).json()
     [event] = [e["resource"] for e in events.get("entry", [])]
     assert [s["code"] for s in event["subtype"]] == ["hl7v2-inbound-read"]
     assert event["outcome"] == "0"

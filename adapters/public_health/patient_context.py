@@ -1,0 +1,322 @@
+"""What the store already knows around a follow-up record: the patient and their care.
+
+``gather(server, conn, record, identity)`` finds, with the caller's access scope:
+
+* the patient, by resident ID (身份证号) and else by health-record number (健康档案编号);
+* their managing organisation (the village clinic or township centre) and the responsible
+  township centre: the managing organisation itself when it is a township centre (its
+  division code ends in ``000``, or it has no parent), else its parent (``partOf``), as
+  ``fhir_server/demo/network.py`` models the county;
+* the doctor's PractitionerRole (the patient's general practitioner, else a role at the
+  managing organisation);
+* the Condition of the record's disease, the active chronic-disease CarePlan and the
+  follow-up Goal the importer keeps;
+* the follow-up Encounter already recorded for that patient, day and disease (ours, or one
+  another system wrote);
+* referrals (ServiceRequest) of the patient authored from 14 days before the visit on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Connection
+
+from adapters.public_health.follow_up_record import FollowUpRecord, RecordError
+from fhir_server.auth.identity import Identity
+from fhir_server.demo import codes
+
+__all__ = ["PatientContext", "gather", "search_resources", "OrganizationCache", "ImportCache"]
+
+REFERRAL_CATEGORY = ("http://snomed.info/sct", "3457005")
+# ICD-10 codes whose Condition is "the record's disease"
+CONDITION_PREFIXES = {"hypertension": ("I10", "I11", "I12", "I13", "I15"), "diabetes": ("E11",)}
+REFERRAL_LOOKBACK_DAYS = 14
+
+
+@dataclass
+class PatientContext:
+    patient: dict
+    managing_organization: dict | None
+    township: dict | None
+    doctor_role: str | None  # "PractitionerRole/id"
+    doctor_name: str | None  # the name of doctor_role's Practitioner
+    condition: dict | None
+    care_plan: dict | None
+    existing_encounter: dict | None  # a follow-up Encounter of that day and disease
+    referrals: list[dict] = field(default_factory=list)
+
+    @property
+    def patient_ref(self) -> str:
+        return f"Patient/{self.patient['id']}"
+
+    def identifier(self, system: str) -> str | None:
+        return next((i.get("value") for i in self.patient.get("identifier", [])
+                     if i.get("system") == system), None)
+
+
+class OrganizationCache:
+    """Organisations by id and doctors' names by role, read once per import (they rarely change
+    during one)."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, dict | None] = {}
+        self._names: dict[str, str | None] = {}
+
+    def doctor_name(self, server, conn: Connection, ref: str | None, identity: Identity) -> str | None:
+        """The name of the Practitioner of a PractitionerRole (or Practitioner) reference."""
+        if not ref:
+            return None
+        if ref not in self._names:
+            target = ref
+            if ref.startswith("PractitionerRole/"):
+                roles = search_resources(server, conn, "PractitionerRole", [("_id", ref.split("/", 1)[1])], identity, 1)
+                target = ((roles[0].get("practitioner") or {}).get("reference") or "") if roles else ""
+            name = None
+            if target.startswith("Practitioner/"):
+                found = search_resources(server, conn, "Practitioner", [("_id", target.split("/", 1)[1])], identity, 1)
+                if found and found[0].get("name"):
+                    first = found[0]["name"][0]
+                    name = first.get("text") or (first.get("family", "") + "".join(first.get("given", [])))
+            self._names[ref] = name
+        return self._names[ref]
+
+    def get(self, server, conn: Connection, ref: str | None, identity: Identity) -> dict | None:
+        if not ref or not ref.startswith("Organization/"):
+            return None
+        oid = ref.split("/", 1)[1]
+        if oid not in self._by_id:
+            found = search_resources(server, conn, "Organization", [("_id", oid)], identity)
+            self._by_id[oid] = found[0] if found else None
+        return self._by_id[oid]
+
+
+def search_resources(server, conn: Connection, rtype: str, pairs: list[tuple[str, str]],
+                     identity: Identity, limit: int = 1000) -> list[dict]:
+    """Every match of a search (up to ``limit``), as resources, with the caller's access scope."""
+    out: list[dict] = []
+    offset = 0
+    page = min(limit, server.settings.max_page_size)
+    while len(out) < limit:
+        request = server.search.parse(rtype, [*pairs, ("_count", str(page)), ("_offset", str(offset))])
+        result = server.search.search(request, conn, identity=identity)
+        out += [s.json() for s in result.matches]
+        if not result.has_next:
+            break
+        offset += page
+    return out[:limit]
+
+
+class ImportCache(OrganizationCache):
+    """What one import has learnt about the store, kept up to date with what it writes.
+
+    ``prefetch`` reads, for all the records of a file at once (100 patients a search), the
+    patients and their Conditions, active CarePlans, Encounters of the file's period and
+    referrals; ``learn`` adds what each transaction wrote. A record of a patient not
+    prefetched is looked up on its own. Another writer changing the same patients during the
+    import is not seen (the writes stay consistent: they are by id).
+    """
+
+    CHUNK = 100
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.patients: dict[tuple[str, str], dict | None] = {}  # (system, value) -> Patient
+        self.by_patient: dict[str, dict[str, list[dict]]] = {}  # Patient/id -> type -> resources
+        self.window: tuple[str, str] | None = None  # the Encounter days prefetched
+        self.named: dict[str, dict | None] = {}  # 转诊机构 text -> Organization
+
+    def prefetch(self, server, conn: Connection, records: list[FollowUpRecord], identity: Identity) -> None:
+        wanted = {(codes.OID_RESIDENT_ID, r.resident_id) for r in records if r.resident_id}
+        wanted |= {(codes.OID_HEALTH_RECORD, r.health_record_number) for r in records if r.health_record_number}
+        wanted -= set(self.patients)
+        days = [r.visit_date for r in records if r.visit_date]
+        if not wanted or not days:
+            return
+        for key in wanted:
+            self.patients[key] = None
+        keys = sorted(wanted)
+        found: dict[str, dict] = {}
+        for i in range(0, len(keys), self.CHUNK):
+            tokens = ",".join(f"{system}|{value}" for system, value in keys[i:i + self.CHUNK])
+            for patient in search_resources(server, conn, "Patient", [("identifier", tokens)], identity, 100_000):
+                found[f"Patient/{patient['id']}"] = patient
+                for ident in patient.get("identifier", []):
+                    key = (ident.get("system"), ident.get("value"))
+                    held = self.patients.get(key, _ABSENT)
+                    if held is None or (held is not _ABSENT and held.get("id") == patient["id"]):
+                        self.patients[key] = patient
+                    elif held is not _ABSENT:
+                        self.patients[key] = _SEVERAL
+        first, last = min(days), max(days)
+        since = (first - timedelta(days=REFERRAL_LOOKBACK_DAYS)).isoformat()
+        self.window = (first.isoformat(), last.isoformat())
+        refs = sorted(found)
+        for ref in refs:
+            self.by_patient[ref] = {"Condition": [], "CarePlan": [], "Encounter": [], "ServiceRequest": []}
+        for i in range(0, len(refs), self.CHUNK):
+            subjects = ",".join(refs[i:i + self.CHUNK])
+            for rtype, extra in (("Condition", []), ("CarePlan", [("status", "active")]),
+                                 ("Encounter", [("date", f"ge{first}"), ("date", f"le{last}")]),
+                                 ("ServiceRequest", [("authored", f"ge{since}")])):
+                for resource in search_resources(server, conn, rtype, [("subject", subjects), *extra], identity,
+                                                 1_000_000):
+                    self.learn_resource(resource)
+
+    def learn(self, responses: list[dict]) -> None:
+        """Take in what a transaction wrote (its response entries)."""
+        for entry in responses:
+            resource = entry.get("resource")
+            if isinstance(resource, dict):
+                self.learn_resource(resource)
+
+    def learn_resource(self, resource: dict) -> None:
+        rtype = resource.get("resourceType")
+        subject = (resource.get("subject") or {}).get("reference")
+        held = self.by_patient.get(subject or "")
+        if held is None or rtype not in held:
+            return
+        items = held[rtype]
+        for i, item in enumerate(items):
+            if item.get("id") == resource.get("id"):
+                items[i] = resource
+                return
+        items.append(resource)
+
+    def held(self, patient_ref: str, rtype: str) -> list[dict] | None:
+        """What the cache holds of ``rtype`` for the patient, None when it was not prefetched."""
+        held = self.by_patient.get(patient_ref)
+        return None if held is None else held[rtype]
+
+    def covers(self, day: str) -> bool:
+        return self.window is not None and self.window[0] <= day <= self.window[1]
+
+
+_SEVERAL = {"resourceType": "Patient", "id": "", "several": True}
+_ABSENT: dict = {}
+
+
+def gather(server, conn: Connection, record: FollowUpRecord, identity: Identity,
+           organizations: OrganizationCache | None = None) -> PatientContext:
+    cache = organizations if isinstance(organizations, ImportCache) else None
+    organizations = organizations or OrganizationCache()
+    patient = _patient(server, conn, record, identity, cache)
+    pref = f"Patient/{patient['id']}"
+    managing = organizations.get(server, conn, (patient.get("managingOrganization") or {}).get("reference"),
+                                 identity)
+    township = responsible_township(server, conn, managing, organizations, identity)
+    doctor_role = _doctor_role(server, conn, patient, managing, identity)
+    day = record.visit_date.isoformat()
+    since = (record.visit_date - timedelta(days=REFERRAL_LOOKBACK_DAYS)).isoformat()
+    if cache is not None and cache.held(pref, "Condition") is not None and cache.covers(day):
+        conditions = cache.held(pref, "Condition")
+        plans = [p for p in cache.held(pref, "CarePlan") if p.get("status") == "active"]
+        encounters = cache.held(pref, "Encounter")
+        referrals = [r for r in cache.held(pref, "ServiceRequest") if (r.get("authoredOn") or "")[:10] >= since]
+    else:
+        conditions = search_resources(server, conn, "Condition", [("subject", pref)], identity, 50)
+        plans = search_resources(server, conn, "CarePlan", [("subject", pref), ("status", "active")], identity, 20)
+        encounters = search_resources(server, conn, "Encounter",
+                                      [("subject", pref), ("date", f"ge{day}"), ("date", f"le{day}")], identity, 50)
+        referrals = search_resources(server, conn, "ServiceRequest",
+                                     [("subject", pref), ("authored", f"ge{since}")], identity, 50)
+    condition = next((c for c in conditions if _is_disease(c, record.kind)), None)
+    plan = _care_plan(plans, condition)
+    type_code = codes.ENCOUNTER_TYPES[record.kind][0]
+    existing = next((e for e in encounters if (e.get("period") or {}).get("start", "")[:10] == day and any(
+        c.get("code") == type_code for t in e.get("type", []) for c in t.get("coding", []))), None)
+    referrals = [r for r in referrals if _is_referral(r)]
+    doctor_name = organizations.doctor_name(server, conn, doctor_role, identity)
+    return PatientContext(patient, managing, township, doctor_role, doctor_name, condition, plan, existing,
+                          referrals)
+
+
+def _patient(server, conn: Connection, record: FollowUpRecord, identity: Identity,
+             cache: ImportCache | None = None) -> dict:
+    tried = []
+    for system, value, label in ((codes.OID_RESIDENT_ID, record.resident_id, "resident ID"),
+                                 (codes.OID_HEALTH_RECORD, record.health_record_number,
+                                  "health-record number")):
+        if not value:
+            continue
+        if cache is not None and (system, value) in cache.patients:
+            patient = cache.patients[(system, value)]
+            found = [] if patient is None else [patient, patient] if patient is _SEVERAL else [patient]
+        else:
+            found = search_resources(server, conn, "Patient", [("identifier", f"{system}|{value}")], identity, 2)
+        if len(found) > 1:
+            raise RecordError(f"several patients have this {label}")
+        if found:
+            patient = found[0]
+            other = record.health_record_number if system == codes.OID_RESIDENT_ID else None
+            held = next((i.get("value") for i in patient.get("identifier", [])
+                         if i.get("system") == codes.OID_HEALTH_RECORD), None)
+            if other and held and other != held:
+                raise RecordError("the resident ID and the health-record number belong to different records "
+                                  f"(the patient with this resident ID has health-record number {held})")
+            return patient
+        tried.append(label)
+    raise RecordError(f"no patient with this {' or '.join(tried)} is known to the server")
+
+
+def responsible_township(server, conn: Connection, managing: dict | None, organizations: OrganizationCache,
+                         identity: Identity) -> dict | None:
+    """The township centre responsible for patients of ``managing`` (see the module docstring)."""
+    if managing is None:
+        return None
+    division = _division_code(managing)
+    parent_ref = (managing.get("partOf") or {}).get("reference")
+    if (division and division.endswith("000")) or not parent_ref:
+        return managing
+    if division is None and not _is_village_clinic(managing):
+        return managing
+    return organizations.get(server, conn, parent_ref, identity) or managing
+
+
+def _division_code(org: dict) -> str | None:
+    for address in org.get("address", []):
+        for ext in address.get("extension", []):
+            if ext.get("url") == codes.ADDRESS_DIVISION_EXTENSION:
+                return (ext.get("valueCoding") or {}).get("code")
+    return None
+
+
+def _is_village_clinic(org: dict) -> bool:
+    return any("村" in (t.get("text") or "") for t in org.get("type", []))
+
+
+def _doctor_role(server, conn: Connection, patient: dict, managing: dict | None, identity: Identity) -> str | None:
+    for gp in patient.get("generalPractitioner", []):
+        ref = gp.get("reference") or ""
+        if ref.startswith(("PractitionerRole/", "Practitioner/")):
+            return ref
+    if managing is not None:
+        roles = search_resources(server, conn, "PractitionerRole",
+                                 [("organization", f"Organization/{managing['id']}")], identity, 1)
+        if roles:
+            return f"PractitionerRole/{roles[0]['id']}"
+    return None
+
+
+def _is_disease(condition: dict, kind: str) -> bool:
+    prefixes = CONDITION_PREFIXES[kind]
+    return any(c.get("system") == codes.ICD10 and str(c.get("code", "")).startswith(prefixes)
+               for c in (condition.get("code") or {}).get("coding", []))
+
+
+def _care_plan(plans: list[dict], condition: dict | None) -> dict | None:
+    chronic = [p for p in plans if any(c.get("code") == "chronic-disease-management"
+                                      for cat in p.get("category", []) for c in cat.get("coding", []))]
+    if condition is not None:
+        target = f"Condition/{condition['id']}"
+        for plan in chronic:
+            if any(a.get("reference") == target for a in plan.get("addresses", [])):
+                return plan
+    return chronic[0] if chronic else None
+
+
+def _is_referral(request: dict) -> bool:
+    return request.get("status") in ("active", "draft", "on-hold", "completed") and any(
+        (c.get("system"), c.get("code")) == REFERRAL_CATEGORY
+        for cat in request.get("category", []) for c in cat.get("coding", []))
