@@ -54,7 +54,8 @@ class Server:
         self.sync_search_param_keys()
         self.terminology = TerminologyService.load(settings.terminology_dir)
         self.conformance = ConformanceResources(
-            self.resources, list(self.terminology.resources), settings.local_profiles_dir)
+            self.resources, list(self.terminology.resources), settings.local_profiles_dir,
+            settings.profiles_dir / "operations")
         self.conformance.load()
         self.validator = ProfileValidator.from_directory(settings.local_profiles_dir, self.terminology)
         profile_check = write_check(self.validator, settings.validation)

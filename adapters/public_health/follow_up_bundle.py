@@ -43,6 +43,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 
+import orjson
 from sqlalchemy import Connection
 
 from adapters.public_health.follow_up_record import DIABETES, HYPERTENSION, FollowUpRecord, RecordError
@@ -59,6 +60,7 @@ from fhir_server.auth.identity import SYSTEM, Identity
 from fhir_server.demo import codes
 from fhir_server.demo.datatypes import concept
 from fhir_server.errors import FhirError
+from fhir_server.settings import PROJECT_ROOT
 
 __all__ = ["to_bundle", "build", "FollowUpBundle", "record_identifier", "resource_id",
            "RECORD_SYSTEM", "ITEM_SYSTEM", "NEXT_VISIT_CODE", "ATC", "INSULIN_ATC"]
@@ -75,21 +77,11 @@ MANAGING_ORGANIZATION_EXTENSION = f"{codes.LOCAL_BASE}/StructureDefinition/manag
 SNOMED = "http://snomed.info/sct"
 ML_PER_LIANG = 50  # 1 两 of liquor = 50 ml
 ENCOUNTER_CLASS = {"1": ("AMB", "ambulatory"), "2": ("HH", "home health"), "3": ("VR", "virtual")}
-# follow-up item codes (ITEM_SYSTEM): code -> (English, Chinese)
+# follow-up item codes (ITEM_SYSTEM, shipped as a CodeSystem): code -> (English, Chinese)
+ITEM_CODE_SYSTEM_FILE = PROJECT_ROOT / "terminology" / "codesystems" / "public-health-follow-up-item.json"
 ITEMS = {
-    "symptoms": ("Symptoms at follow-up", "症状"),
-    "other-signs": ("Other signs", "其他体征"),
-    "auxiliary-exams": ("Auxiliary examinations", "辅助检查"),
-    "adverse-drug-reaction": ("Adverse drug reaction", "药物不良反应"),
-    "dorsalis-pedis-pulse": ("Dorsalis pedis pulse", "足背动脉搏动"),
-    "hypoglycaemia": ("Hypoglycaemic reactions", "低血糖反应"),
-    "staple-food": ("Staple food a day", "主食"),
-    "smoking": ("Cigarettes a day", "日吸烟量"),
-    "drinking": ("Liquor a day", "日饮酒量"),
-    "exercise-sessions": ("Exercise sessions a week", "运动次数"),
-    "exercise-minutes": ("Minutes an exercise session", "运动时长"),
-    "salt-intake": ("Salt intake", "摄盐情况"),
-    NEXT_VISIT_CODE: ("Next follow-up", "下次随访"),
+    entry["code"]: (entry["display"], entry["designation"][0]["value"])
+    for entry in orjson.loads(ITEM_CODE_SYSTEM_FILE.read_bytes())["concept"]
 }
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SYMPTOM_TABLE = {HYPERTENSION: "hypertension_symptom", DIABETES: "diabetes_symptom"}

@@ -38,7 +38,7 @@ def capability_statement(server, routes, base_url: str) -> dict:
             "resource": resources,
             "interaction": [{"code": c} for c in _SYSTEM_INTERACTIONS if c in served],
             "operation": [
-                {"name": r.operation.lstrip("$"), "definition": _operation_url(r.operation)}
+                {"name": r.operation.lstrip("$"), "definition": _operation_url(server, r.operation)}
                 for r in _unique_operations(routes, "system")
             ],
         }],
@@ -74,7 +74,8 @@ def _resource(server, rtype: str, served: set[str], routes) -> dict:
     if profiles:
         entry["supportedProfile"] = profiles
     if operations:
-        entry["operation"] = [{"name": r.operation.lstrip("$"), "definition": _operation_url(r.operation)} for r in operations]
+        entry["operation"] = [{"name": r.operation.lstrip("$"), "definition": _operation_url(server, r.operation)}
+                              for r in operations]
     return entry
 
 
@@ -89,7 +90,9 @@ def _unique_operations(routes, level: str | None):
     return out
 
 
-def _operation_url(name: str) -> str:
+def _operation_url(server, name: str) -> str:
+    """The operation's OperationDefinition: the specification's, or the one this server ships
+    (profiles/operations/, readable at [base]/OperationDefinition/[code])."""
     base = name.lstrip("$")
     standard = {"everything": "Patient-everything", "lastn": "Observation-lastn", "meta": "Resource-meta",
                 "meta-add": "Resource-meta-add", "meta-delete": "Resource-meta-delete",
@@ -98,5 +101,7 @@ def _operation_url(name: str) -> str:
                 "validate": "Resource-validate"}
     if base in standard:
         return f"http://hl7.org/fhir/OperationDefinition/{standard[base]}"
-    return f"http://county-fhir.example.org/OperationDefinition/{base}"
-
+    shipped = server.conformance.operation_definition(base)
+    if shipped is None:
+        raise LookupError(f"No OperationDefinition is shipped for {name} (profiles/operations/)")
+    return shipped

@@ -3,7 +3,7 @@
 The FHIR core specification has no OperationDefinition for ``$reindex``; this one follows the
 ``$reindex`` operation of HAPI FHIR (system level ``/$reindex``, type level ``/[type]/$reindex``,
 instance level ``/[type]/[id]/$reindex``, all POST) with the parameters below. The
-CapabilityStatement names it http://county-fhir.example.org/OperationDefinition/reindex.
+CapabilityStatement names its OperationDefinition, profiles/operations/OperationDefinition-reindex.json.
 
 A SearchParameter POSTed after data was stored indexes new writes at once; ``$reindex`` makes it
 apply to the old data too (and repairs index rows after an indexer fix).

@@ -1,8 +1,9 @@
 """The conformance resources shipped with the server, in the store and read-only.
 
 At start-up the CodeSystems, ValueSets and ConceptMaps of ``terminology/`` (as the
-terminology service loaded them) and the StructureDefinitions under ``profiles/local/``
-(not its ``examples/`` folder) are written to the store under their own ids, so that read,
+terminology service loaded them), the StructureDefinitions under ``profiles/local/`` (not its
+``examples/`` folder) and the OperationDefinitions of the server's own operations under
+``profiles/operations/`` are written to the store under their own ids, so that read,
 search and history work on them like on any resource. Only the files that differ from what is
 stored are written (a new version); with nothing changed, start-up costs one read per file.
 Several server processes may start at once: a load that loses the race for an id to another
@@ -45,9 +46,12 @@ class LoadReport:
 
 
 class ConformanceResources:
-    def __init__(self, resources: ResourceService, terminology: list[dict], local_profiles_dir: Path):
+    def __init__(self, resources: ResourceService, terminology: list[dict], local_profiles_dir: Path,
+                 operations_dir: Path | None = None):
         self.resources = resources
-        self.shipped: tuple[dict, ...] = tuple(_usable(terminology + _structure_definitions(local_profiles_dir)))
+        files = _definitions(local_profiles_dir, "StructureDefinition")
+        files += _definitions(operations_dir, "OperationDefinition") if operations_dir else []
+        self.shipped: tuple[dict, ...] = tuple(_usable(terminology + files))
         self._keys = {(r["resourceType"], r["id"]) for r in self.shipped}
         if len(self._keys) != len(self.shipped):
             shared = [k for k, n in Counter((r["resourceType"], r["id"]) for r in self.shipped).items() if n > 1]
@@ -55,6 +59,11 @@ class ConformanceResources:
         self._urls = {(r["resourceType"], r["url"]) for r in self.shipped if r.get("url")}
         self._loading = contextvars.ContextVar("loading_shipped_resources", default=False)
         resources.on_change.append(self._refuse_changes)
+
+    def operation_definition(self, code: str) -> str | None:
+        """The canonical URL of the shipped OperationDefinition of operation ``code``, if any."""
+        return next((r["url"] for r in self.shipped
+                     if r["resourceType"] == "OperationDefinition" and r.get("code") == code), None)
 
     def supported_profiles(self, res_type: str) -> list[str]:
         """The canonical URLs of the shipped profiles (constraints) on ``res_type``."""
@@ -116,13 +125,14 @@ class ConformanceResources:
                 "another resource may not take its url")
 
 
-def _structure_definitions(directory: Path) -> list[dict]:
+def _definitions(directory: Path, resource_type: str) -> list[dict]:
+    """The ``resource_type`` resources among the JSON files below ``directory`` (not examples)."""
     found = []
     for path in sorted(directory.rglob("*.json")) if directory.is_dir() else []:
         if EXAMPLES_FOLDER in path.relative_to(directory).parts[:-1]:
             continue
         content = orjson.loads(path.read_bytes())
-        if isinstance(content, dict) and content.get("resourceType") == "StructureDefinition":
+        if isinstance(content, dict) and content.get("resourceType") == resource_type:
             found.append(content)
     return found
 

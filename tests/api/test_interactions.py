@@ -364,3 +364,22 @@ def test_capability_statement_lists_exactly_the_registry(fhir, server):
     skipped = set(server.registry.skipped)
     assert not any(p.url in skipped for rtype in server.registry.supported_types
                    for p in server.registry.params_for(rtype).values())
+
+
+def test_every_operation_names_a_definition_that_exists(fhir, server):
+    """Each operation of the CapabilityStatement points at the specification's OperationDefinition
+    or at one this server ships and serves, with the same code and levels."""
+    server.conformance.load()  # as at start-up (the fixtures empty the store before each test)
+    rest = fhir.get("metadata").json()["rest"][0]
+    named = [(op, "system") for op in rest["operation"]] + [
+        (op, r["type"]) for r in rest["resource"] for op in r.get("operation", [])]
+    assert named
+    for operation, where in named:
+        url = operation["definition"]
+        if url.startswith("http://hl7.org/fhir/OperationDefinition/"):
+            continue
+        found = fhir.get(f"OperationDefinition?url={url}").json().get("entry", [])
+        assert len(found) == 1, url
+        definition = found[0]["resource"]
+        assert definition["code"] == operation["name"]
+        assert definition["system"] if where == "system" else (definition["type"] or definition["instance"])

@@ -121,8 +121,8 @@ def test_export_json_xlsx_csv(county, fhir):
 def test_capability_statement_lists_the_operations(fhir):
     statement = fhir.get("metadata").json()
     operations = {o["name"]: o["definition"] for o in statement["rest"][0]["operation"]}
-    assert operations["import-followups"] == "http://county-fhir.example.org/OperationDefinition/import-followups"
-    assert operations["export-followups"] == "http://county-fhir.example.org/OperationDefinition/export-followups"
+    assert operations["import-followups"] == "https://county-fhir.example.org/fhir/OperationDefinition/import-followups"
+    assert operations["export-followups"] == "https://county-fhir.example.org/fhir/OperationDefinition/export-followups"
 
 
 def test_scopes(county, app, client):
