@@ -8,7 +8,10 @@ import os
 import platform
 import socket
 import subprocess
+import time
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -38,6 +41,19 @@ def postgres_url() -> str:
 
 def stop_postgres() -> None:
     subprocess.run(["bash", str(_POSTGRES), "stop"], check=False, capture_output=True)
+
+
+def wait_until_serving(base: str, process: subprocess.Popen, seconds: float = 120) -> None:
+    """Return once ``base``/metadata answers 200; stop ``process`` and raise if it never does."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"the server at {base} did not start")
 
 
 def machine() -> str:

@@ -26,13 +26,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "adapters" / "hl7v2")]
 
-from bench.databases import OUT, free_port, machine, postgres_url, sqlite_url, stop_postgres  # noqa: E402
+from bench.databases import (  # noqa: E402
+    OUT, free_port, machine, postgres_url, sqlite_url, stop_postgres, wait_until_serving)
 
 from hl7_inbound_messages import oru_bytes  # noqa: E402
 
@@ -50,15 +50,7 @@ class Server:
             [sys.executable, "-m", "fhir_server", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--mllp-port", str(self.mllp_port), "--database-url", database_url],
             cwd=OUT, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/fhir/metadata", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("the server did not start")
+        wait_until_serving(f"http://127.0.0.1:{self.port}/fhir", self.proc)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -35,7 +35,8 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.databases import OUT, ROOT, free_port, machine, postgres_url, sqlite_url, stop_postgres  # noqa: E402
+from bench.databases import (  # noqa: E402
+    OUT, ROOT, free_port, machine, postgres_url, sqlite_url, stop_postgres, wait_until_serving)
 from fhir_server.identifiers import resident_id  # noqa: E402
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -55,16 +56,7 @@ class ServerProcess:
              "--database-url", database_url, "--workers", str(workers)],
             cwd=OUT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
         )
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.base}/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        else:
-            self.stop()
-            raise RuntimeError("the server did not start")
+        wait_until_serving(self.base, self.proc)
         token = httpx.post(self.base.removesuffix("/fhir") + "/auth/token", auth=credentials,
                            data={"grant_type": "client_credentials"}, timeout=30)
         token.raise_for_status()

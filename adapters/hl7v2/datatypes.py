@@ -189,11 +189,16 @@ def codeable_concept(segment: Segment, field: int, context: MappingContext, repe
     return concept
 
 
+def _every_repetition(read_one, segment: Segment, field: int, context: MappingContext) -> list[dict] | None:
+    """``read_one(segment, field, context, repetition)`` of each repetition of the field (1-based)."""
+    repetitions = len(segment.fields[field]) if field < len(segment.fields) else 0
+    values = [read_one(segment, field, context, n + 1) for n in range(repetitions)]
+    return [v for v in values if v] or None
+
+
 @datatype_map("CWE[CodeableConcept]")
 def cwe(segment: Segment, field: int, context: MappingContext, vocabulary: str) -> list[dict] | None:
-    concepts = [codeable_concept(segment, field, context, n + 1) for n in range(len(segment.fields[field]))
-                ] if field < len(segment.fields) else []
-    return [c for c in concepts if c] or None
+    return _every_repetition(codeable_concept, segment, field, context)
 
 
 DATATYPE_MAPS["CE[CodeableConcept]"] = cwe
@@ -298,9 +303,7 @@ def xcn_reference(segment: Segment, field: int, context: MappingContext, repetit
 
 @datatype_map("XCN[Reference]")
 def practitioners(segment: Segment, field: int, context: MappingContext, vocabulary: str) -> list[dict] | None:
-    refs = [xcn_reference(segment, field, context, n + 1) for n in range(len(segment.fields[field]))
-            ] if field < len(segment.fields) else []
-    return [r for r in refs if r] or None
+    return _every_repetition(xcn_reference, segment, field, context)
 
 
 # ---- identifiers of orders and specimens --------------------------------------------------
