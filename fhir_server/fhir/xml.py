@@ -41,7 +41,7 @@ from lxml import etree
 
 _SubElement = etree.SubElement
 
-__all__ = ["FHIR_NS", "MAX_DEPTH", "XHTML_NS", "json_to_xml", "warm_up", "xml_to_json"]
+__all__ = ["FHIR_NS", "MAX_DEPTH", "XHTML_NS", "json_to_xml", "safe_parse", "warm_up", "xml_to_json"]
 
 FHIR_NS = "http://hl7.org/fhir"
 XHTML_NS = "http://www.w3.org/1999/xhtml"
@@ -299,7 +299,8 @@ def _precheck(data: bytes, what: str) -> None:
         raise ValueError(f"{what}: DOCTYPE declarations are not allowed")
 
 
-def _safe_parse(data: bytes | bytearray | memoryview | str, what: str) -> etree._Element:
+def safe_parse(data: bytes | bytearray | memoryview | str, what: str) -> etree._Element:
+    """Parse untrusted XML: no DOCTYPE, entities, DTD or network; ValueError naming ``what``."""
     if isinstance(data, str):
         if _DOCTYPE_STR_RE.search(data):
             raise ValueError(f"{what}: DOCTYPE declarations are not allowed")
@@ -342,7 +343,7 @@ def xml_to_json(data: bytes) -> dict:
     """Parse a FHIR XML resource (any resource type, including Bundles with nested resources and
     contained resources) into FHIR JSON. Raises ValueError with a clear English message on
     malformed XML, a wrong namespace, or a forbidden construct."""
-    root = _safe_parse(data, "Invalid FHIR XML")
+    root = safe_parse(data, "Invalid FHIR XML")
     tag = root.tag
     if not tag.startswith(_F):
         ns = tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
@@ -810,14 +811,14 @@ def _div_from_string(value: Any, path: str) -> etree._Element:
     if not isinstance(value, str):
         raise _err(path, "the narrative div must be a string")
     try:
-        div = _safe_parse(value.encode("utf-8"), "narrative div")
+        div = safe_parse(value.encode("utf-8"), "narrative div")
     except ValueError as exc:
         # tolerate HTML named entities (&nbsp; ...) in stored narratives: XML knows only five
         fixed = _HTML_ENTITY_RE.sub(_html_entity_to_ref, value)
         if fixed == value:
             raise _err(path, f"the narrative div is not well-formed XHTML: {exc}") from None
         try:
-            div = _safe_parse(fixed.encode("utf-8"), "narrative div")
+            div = safe_parse(fixed.encode("utf-8"), "narrative div")
         except ValueError as exc2:
             raise _err(path, f"the narrative div is not well-formed XHTML: {exc2}") from None
     if div.tag != _DIV_TAG:

@@ -24,7 +24,7 @@ from datetime import date, datetime
 from lxml import etree
 
 from fhir_server.errors import InvalidRequest
-from fhir_server.fhir.xml import _safe_parse  # the project's hardened parser (one place)
+from fhir_server.fhir.xml import safe_parse  # the project's hardened parser (one place)
 
 __all__ = ["CDA_NS", "MAX_DEPTH", "NS", "XSI_NS", "CdaDocumentError", "parse_document",
            "cda_date", "cda_datetime", "format_cda_date", "format_cda_datetime"]
@@ -51,7 +51,7 @@ def parse_document(data: bytes | str, what: str = "CDA document") -> etree._Elem
         raise CdaDocumentError(f"{what}: larger than {MAX_BYTES} bytes")
     data = _STYLESHEET_PI.sub(b"", data, count=2)
     try:
-        root = _safe_parse(data, what)
+        root = safe_parse(data, what)
     except ValueError as exc:
         raise CdaDocumentError(str(exc)) from None
     if root.tag != f"{{{CDA_NS}}}ClinicalDocument":
