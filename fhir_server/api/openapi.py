@@ -17,6 +17,17 @@ _FHIR_BODY = {
                                          "properties": {"resourceType": {"type": "string"}}}},
     "application/fhir+xml": {"schema": {"type": "string"}},
 }
+# Operations whose body is not a FHIR resource: the file or document they take.
+_OPERATION_BODIES = {
+    "$import-cda": {"application/xml": {"schema": {"type": "string"}},
+                    "application/hl7-cda+xml": {"schema": {"type": "string"}}},
+    "$import-followups": {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+            "schema": {"type": "string", "format": "binary"}},
+        "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+    },
+}
 _PATCH_BODY = {"application/json-patch+json": {"schema": {"type": "array", "items": {"type": "object"}}}}
 _OUTCOME = {"description": "OperationOutcome", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}
 _DESCRIPTIONS = {
@@ -86,7 +97,9 @@ def _operation(route, types: list[str]) -> dict:
                       "403": {**_OUTCOME, "description": "The token's scopes do not allow this (OperationOutcome)"},
                       "default": _OUTCOME},
     }
-    if route.method in ("POST", "PUT"):
+    if route.method == "POST" and route.operation in _OPERATION_BODIES:
+        operation["requestBody"] = {"required": True, "content": _OPERATION_BODIES[route.operation]}
+    elif route.method in ("POST", "PUT"):
         operation["requestBody"] = {"required": route.operation is None, "content": _FHIR_BODY}
     elif route.method == "PATCH":
         operation["requestBody"] = {"required": True, "content": _PATCH_BODY}
