@@ -17,11 +17,12 @@ from fhir_server.auth.identity import SYSTEM
 
 
 @contextlib.contextmanager
-def mllp_listener(server):
+def mllp_listener(server, pipeline: InboundPipeline | None = None):
+    """A real MLLP listener on a loopback port (yielded), in its own event-loop thread."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    channel = InboundChannel(InboundPipeline(server), threads=4)
+    channel = InboundChannel(pipeline or InboundPipeline(server), threads=4)
     listener = asyncio.run_coroutine_threadsafe(
         start_listener(channel.handle, "127.0.0.1", 0, max_message_bytes=256 * 1024), loop).result(10)
     try:
@@ -93,33 +94,19 @@ def test_a_message_held_up_in_its_write_does_not_hold_up_other_senders(server):
             assert release.wait(60)
         return translation
 
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    channel = InboundChannel(InboundPipeline(server, translate=slow_for_the_county_lis), threads=4)
-    listener = asyncio.run_coroutine_threadsafe(start_listener(channel.handle, "127.0.0.1", 0), loop).result(10)
-    port = listener.sockets[0].getsockname()[1]
-    try:
-        with MllpClient("127.0.0.1", port) as stuck, MllpClient("127.0.0.1", port) as other:
-            stuck.send_raw(frame(oru_bytes("SLOW-1")))
-            store = InboundPipeline(server).store
-            for _ in range(400):  # until the listener has stored it and is held up in its translation
-                if store.find(control_id="SLOW-1"):
-                    break
-                time.sleep(0.025)
-            ack = other.send(oru_bytes("FAST-1", sender=("LIS", "柳冲镇卫生院"), patient=2))
-            assert msa(ack)[1:3] == ["AA", "FAST-1"]
-            assert [r.status for r in store.find(control_id="SLOW-1")] == ["received"]  # still in hand
-            release.set()
-            assert msa(stuck.receive())[1:3] == ["AA", "SLOW-1"]
-    finally:
-        release.set()
-
-        async def stop():
-            listener.close()
-            await listener.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        channel.close()
+    with mllp_listener(server, InboundPipeline(server, translate=slow_for_the_county_lis)) as port:
+        try:
+            with MllpClient("127.0.0.1", port) as stuck, MllpClient("127.0.0.1", port) as other:
+                stuck.send_raw(frame(oru_bytes("SLOW-1")))
+                store = InboundPipeline(server).store
+                for _ in range(400):  # until the listener has stored it and is held up in its translation
+                    if store.find(control_id="SLOW-1"):
+                        break
+                    time.sleep(0.025)
+                ack = other.send(oru_bytes("FAST-1", sender=("LIS", "柳冲镇卫生院"), patient=2))
+                assert msa(ack)[1:3] == ["AA", "FAST-1"]
+                assert [r.status for r in store.find(control_id="SLOW-1")] == ["received"]  # still in hand
+                release.set()
+                assert msa(stuck.receive())[1:3] == ["AA", "SLOW-1"]
+        finally:
+            release.set()  # never leave the stuck thread waiting
