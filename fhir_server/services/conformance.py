@@ -57,13 +57,13 @@ class ConformanceResources:
             shared = [k for k, n in Counter((r["resourceType"], r["id"]) for r in self.shipped).items() if n > 1]
             raise ValueError(f"Shipped conformance resources share an id: {shared}")
         self._urls = {(r["resourceType"], r["url"]) for r in self.shipped if r.get("url")}
+        self._operation_urls = {r["code"]: r["url"] for r in self.shipped if r["resourceType"] == "OperationDefinition"}
         self._loading = contextvars.ContextVar("loading_shipped_resources", default=False)
         resources.on_change.append(self._refuse_changes)
 
     def operation_definition(self, code: str) -> str | None:
         """The canonical URL of the shipped OperationDefinition of operation ``code``, if any."""
-        return next((r["url"] for r in self.shipped
-                     if r["resourceType"] == "OperationDefinition" and r.get("code") == code), None)
+        return self._operation_urls.get(code)
 
     def supported_profiles(self, res_type: str) -> list[str]:
         """The canonical URLs of the shipped profiles (constraints) on ``res_type``."""

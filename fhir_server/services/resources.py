@@ -227,15 +227,17 @@ class ResourceService:
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError) as exc:
                 raise Unprocessable(f"The patch cannot be applied: {exc}") from None
 
-        return self.modify(res_type, res_id, apply, if_match=if_match, conn=conn, identity=identity)
+        return self.modify(res_type, res_id, apply, if_match=if_match, conn=conn, identity=identity,
+                           method="PATCH")
 
     def modify(
         self, res_type: str, res_id: str, change: Callable[[dict], dict], *, if_match: str | None = None,
-        conn: Connection | None = None, identity: Identity,
+        conn: Connection | None = None, identity: Identity, method: str = "PUT",
     ) -> WriteResult:
         """Replace the current version by ``change(current)``: patch, ``$meta-add``.
 
         Needs only the update scope: the current version is read for the change, not returned.
+        ``method`` is what the history records for the new version.
         """
         with self._tx(conn) as c:
             act_as(c, identity)
@@ -245,7 +247,7 @@ class ResourceService:
             changed = change(current.json())
             if changed.get("resourceType") != res_type or changed.get("id") != res_id:
                 raise Unprocessable("A patch may not change resourceType or id")
-            return self._replace(c, current, self.prepare(changed, res_type), "PATCH")
+            return self._replace(c, current, self.prepare(changed, res_type), method)
 
     # ---- delete --------------------------------------------------------------------------
     def delete(self, res_type: str, res_id: str, conn: Connection | None = None, *,
