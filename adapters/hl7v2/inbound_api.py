@@ -33,9 +33,10 @@ from starlette.routing import Route
 from adapters.hl7v2.inbound_store import STATUSES
 from adapters.hl7v2.pipeline import pipeline_for
 from adapters.hl7v2.replay import replay_records, replayable_ids
+from fhir_server.api.security import caller
 from fhir_server.auth.identity import Identity
 from fhir_server.auth.permissions import require
-from fhir_server.errors import Conflict, FhirError, Forbidden, InvalidRequest, NotAuthenticated, NotFound
+from fhir_server.errors import Conflict, FhirError, Forbidden, InvalidRequest, NotFound
 from fhir_server.errors import operation_outcome
 
 __all__ = ["inbound_routes", "PREFIX"]
@@ -48,7 +49,7 @@ def inbound_routes(server, authentication) -> list[Route]:
     def guarded(actions: str, work):
         async def endpoint(request: Request) -> Response:
             try:
-                identity = await _identity(server, authentication, request)
+                identity = await caller(server, authentication, request)
                 _authorize(identity, actions)
                 status, body = await anyio.to_thread.run_sync(work, request, identity)
                 return _json(status, body)
@@ -94,14 +95,6 @@ def inbound_routes(server, authentication) -> list[Route]:
         Route(PREFIX + "/{id}", guarded("r", reading), methods=["GET"]),
         Route(PREFIX + "/{id}/$replay", guarded("cu", replaying_one), methods=["POST"]),
     ]
-
-
-async def _identity(server, authentication, request: Request) -> Identity:
-    try:
-        return await anyio.to_thread.run_sync(authentication.identify, request.headers.get("authorization"))
-    except NotAuthenticated as exc:
-        server.audit.failed_authentication(None, exc.message, request.client.host if request.client else None)
-        raise
 
 
 def _authorize(identity: Identity, actions: str) -> None:

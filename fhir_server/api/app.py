@@ -25,7 +25,7 @@ from starlette.staticfiles import StaticFiles
 from fhir_server.api.http import FhirRequest, FhirResponse, render_response
 from fhir_server.api.openapi import openapi_document
 from fhir_server.api.routes import ROUTES, Route
-from fhir_server.api.security import add_security_middleware
+from fhir_server.api.security import add_security_middleware, caller
 from fhir_server.auth import token_endpoint
 from fhir_server.auth.authentication import ANONYMOUS, Authentication
 from fhir_server.auth.identity import Identity
@@ -36,7 +36,6 @@ from fhir_server.errors import (
     FhirError,
     Issue,
     MethodNotAllowed,
-    NotAuthenticated,
     NotFound,
     PayloadTooLarge,
     operation_outcome,
@@ -145,15 +144,9 @@ def _endpoint(server: Server, auth: Authentication, route: Route):
 async def _identity(server: Server, auth: Authentication, route: Route, request: Request) -> Identity:
     """The caller, proven by its token (401, audited, if not), allowed by its scopes to do this
     (403 if not)."""
-    if not auth.enabled:
-        log.warning("authentication disabled: %s %s served without a token", request.method, request.url.path)
     if route.interaction in PUBLIC_INTERACTIONS and auth.enabled:
         return ANONYMOUS
-    try:
-        identity = await anyio.to_thread.run_sync(auth.identify, request.headers.get("authorization"))
-    except NotAuthenticated as exc:
-        server.audit.failed_authentication(None, exc.message, request.client.host if request.client else None)
-        raise
+    identity = await caller(server, auth, request)
     authorize_route(identity, route, request.path_params)
     return identity
 

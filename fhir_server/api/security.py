@@ -1,4 +1,5 @@
-"""Security headers on every response, and CORS only for the origins configured.
+"""Who is calling (the bearer token, a failure audited); security headers on every response, and
+CORS only for the origins configured.
 
 - ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``,
   ``X-Frame-Options: DENY`` and ``Content-Security-Policy: frame-ancestors 'none'`` always;
@@ -12,10 +13,18 @@
 
 from __future__ import annotations
 
+import logging
+
+import anyio
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhir_server.auth.identity import Identity
+from fhir_server.errors import NotAuthenticated
 from fhir_server.settings import Settings
+
+log = logging.getLogger(__name__)
 
 ALWAYS = [
     (b"x-content-type-options", b"nosniff"),
@@ -66,3 +75,15 @@ def add_security_middleware(app, settings: Settings) -> None:
             allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, allow_credentials=False, max_age=600,
         )
     app.add_middleware(SecurityHeaders, hsts_max_age=settings.hsts_max_age)
+
+
+async def caller(server, authentication, request: Request) -> Identity:
+    """The identity the request's bearer token proves (401 ``NotAuthenticated``, audited, if it
+    proves none). With authentication off, every request is logged as served without a token."""
+    if not authentication.enabled:
+        log.warning("authentication disabled: %s %s served without a token", request.method, request.url.path)
+    try:
+        return await anyio.to_thread.run_sync(authentication.identify, request.headers.get("authorization"))
+    except NotAuthenticated as exc:
+        server.audit.failed_authentication(None, exc.message, request.client.host if request.client else None)
+        raise
