@@ -32,13 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from adapters.public_health.follow_up_import import import_file  # noqa: E402
+from bench.databases import OUT, sqlite_url  # noqa: E402
 from fhir_server.demo import codes  # noqa: E402
 from fhir_server.demo.county import generate_county  # noqa: E402
 from fhir_server.demo.loader import write_batch  # noqa: E402
 from fhir_server.server import Server  # noqa: E402
 from fhir_server.settings import Settings  # noqa: E402
 
-OUT = ROOT / "bench" / "out"
 HEADERS = ["姓名", "身份证号", "健康档案编号", "随访日期", "随访方式", "症状", "收缩压", "舒张压", "体重", "目标体重",
            "体质指数", "心率", "日吸烟量", "目标日吸烟量", "日饮酒量", "运动次数", "运动时长", "摄盐情况", "目标摄盐情况",
            "心理调整", "遵医行为", "服药依从性", "药物不良反应", "此次随访分类", "药物名称1", "用法用量1", "药物名称2",
@@ -124,12 +124,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes writing the records")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
-    url = args.database_url
-    if url is None:
-        path = OUT / "followup.sqlite"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{path}"
+    url = args.database_url or sqlite_url("followup")
     server = Server(Settings(database_url=url))
     started = time.perf_counter()
     patients = load_county(server, args.patients)
