@@ -2,10 +2,12 @@
 every failed authentication.
 
 - **Writes** are audited by ``AuditTrail.on_change``, a ``ResourceService.on_change`` hook: the
-  AuditEvent is stored in the write transaction itself (just before its commit), so a committed
-  change always has its event and a rolled-back one has none. The changes of one transaction
-  make one event per caller and interaction (a transaction Bundle of 100 creates: one ``create``
-  event naming its patients and up to ``MAX_RESOURCE_ENTITIES`` resources each).
+  AuditEvent is stored in the database transaction that carries the change (just before its
+  commit), so a committed change always has its event and a rolled-back one has none. The
+  changes one commit carries make one event per caller and interaction, with up to
+  ``MAX_RESOURCE_ENTITIES`` resources each: a transaction Bundle of 100 creates gives one
+  ``create`` event naming its patients and resources, and so do concurrent creates of one
+  client that SQLite's group commit writes in one commit.
 - **Reads** (read, vread, search, history, operations), **refusals** (a write refused with 403,
   a read answered 404 because the resource is outside the caller's organisation) and **failed
   authentications** (``record_failed_authentication``) are queued in memory and written in
@@ -49,7 +51,7 @@ from fhir_server.auth.identity import Identity
 from fhir_server.search.indexer import Indexer
 from fhir_server.services.resources import instant, now_utc
 from fhir_server.storage import access as tables
-from fhir_server.storage.engine import Database, before_commit, transaction_state
+from fhir_server.storage.engine import Database, at_database_commit, transaction_state
 from fhir_server.storage.store import ResourceStore
 
 log = logging.getLogger(__name__)
@@ -115,24 +117,27 @@ class AuditTrail:
         self._pending_writes(conn).setdefault(key, []).append(changed)
 
     def _pending_writes(self, conn: Connection) -> dict[tuple, list]:
-        """This transaction's audited changes by (caller, organisation, interaction): written as
-        events just before it commits."""
+        """This write's audited changes by (caller, organisation, interaction)."""
         state = transaction_state(conn)
         if _PENDING_WRITES not in state:
-            pending = state[_PENDING_WRITES] = {}
-
-            def write_events() -> None:
-                when = now_utc()
-                self._write(conn, [
-                    Access(subject, organization, interaction, "0", when, [r for r, _ in part],
-                           set().union(*(p for _, p in part)))
-                    for (subject, organization, interaction), changes in pending.items()
-                    for part in _chunks(changes, MAX_RESOURCE_ENTITIES)
-                ])
-                self.store.flush(conn)  # the events' index rows too (the store's own flush ran first)
-
-            before_commit(conn).append(write_events)
+            state[_PENDING_WRITES] = {}
+            at_database_commit(conn).setdefault("audit", self._write_changes)
         return state[_PENDING_WRITES]
+
+    def _write_changes(self, conn: Connection, writes: list[dict]) -> None:
+        """The events of the changes of every write the database transaction carries, written
+        just before it commits: writes that share a commit share their events."""
+        merged: dict[tuple, list] = {}
+        for state in writes:
+            for key, changes in state.get(_PENDING_WRITES, {}).items():
+                merged.setdefault(key, []).extend(changes)
+        when = now_utc()
+        self._write(conn, [
+            Access(subject, organization, interaction, "0", when, [r for r, _ in part],
+                   set().union(*(p for _, p in part)))
+            for (subject, organization, interaction), changes in merged.items()
+            for part in _chunks(changes, MAX_RESOURCE_ENTITIES)
+        ])
 
     # ---- queued: reads, refusals, failed logins ------------------------------------------------
     def read(self, identity: Identity, interaction: str, resources: Iterable[tuple[str, str]],

@@ -14,7 +14,7 @@ import contextlib
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import Connection, Engine
 
@@ -26,13 +26,16 @@ class _Batch:
     def __init__(self, conn: Connection):
         self.conn = conn
         self.writers = 0
+        self.succeeded: list[dict] = []  # the transaction states of the writers that succeeded
         self.committed = threading.Event()
         self.error: BaseException | None = None
 
 
 class GroupCommit:
-    def __init__(self, engine: Engine, state_key: str, lock_path: str | None = None):
+    def __init__(self, engine: Engine, state_key: str, finish: Callable[[Connection, list[dict]], None],
+                 lock_path: str | None = None):
         self.engine = engine
+        self.finish = finish  # runs the batch's shared work just before its commit
         self.state_key = state_key  # where a writer's transaction state lives in conn.info
         # Server processes sharing the file take turns through a lock the kernel queues,
         # rather than SQLite's busy-wait (which sleeps and retries).
@@ -62,6 +65,8 @@ class GroupCommit:
         except BaseException as exc:  # noqa: BLE001 - raised again below, after our turn
             failure = exc
             conn.exec_driver_sql("ROLLBACK TO writer")
+        else:
+            batch.succeeded.append(state)
         finally:
             conn.exec_driver_sql("RELEASE writer")
             conn.info.pop(self.state_key, None)
@@ -90,6 +95,7 @@ class GroupCommit:
             return  # the next writer in line continues the transaction
         self._batch = None
         try:
+            self.finish(batch.conn, batch.succeeded)
             batch.conn.commit()
         except BaseException as exc:  # noqa: BLE001 - every writer of the batch sees it
             batch.error = exc

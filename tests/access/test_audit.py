@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
+import time
 
 import pytest
 
@@ -13,7 +15,7 @@ from fhir_server.auth.audit import record_failed_authentication
 from fhir_server.auth.identity import SYSTEM, Identity
 from fhir_server.errors import Forbidden
 from fhir_server.fhir.models import check_resource
-from tests.access.conftest import PATIENTS, RESIDENT_ID, observation, patient
+from tests.access.conftest import PATIENTS, RESIDENT_ID, identity, observation, patient
 
 
 def events(auditor, query: str) -> list[dict]:
@@ -95,6 +97,36 @@ def test_a_transaction_leaves_one_event_per_interaction_naming_every_patient_and
     observations = frozenset({"Observation/tx-a1", "Observation/tx-a2", "Observation/tx-b1"})
     assert found == {("create", "C", "0", patients, observations),
                      ("update", "U", "0", frozenset({"Patient/p-a1"}), frozenset())}
+
+
+def test_writes_that_share_a_commit_share_their_events_and_a_failed_one_is_left_out(as_, server):
+    """SQLite's group commit puts concurrent writes in one database transaction: one event per
+    caller and interaction names them all, and a write that failed inside it is not named."""
+    if not server.db.is_sqlite:
+        pytest.skip("group commit is SQLite's")
+    hospital = identity("county")
+
+    def create(name: str, fail: bool = False) -> None:
+        with server.db.write() as conn:
+            server.resources.create(observation(name, "p-a1"), res_type="Observation", conn=conn,
+                                    res_id=name, identity=hospital)
+            if fail:
+                raise ValueError(name)
+
+    others = [threading.Thread(target=create, args=("shared-2",)),
+              threading.Thread(target=lambda: pytest.raises(ValueError, create, "failed", True))]
+    with server.db.write() as conn:  # holds its turn until the two others queue behind it
+        server.resources.create(observation("shared-1", "p-a1"), res_type="Observation", conn=conn,
+                                res_id="shared-1", identity=hospital)
+        for thread in others:
+            thread.start()
+        while server.db._group_commit._waiting < 2:
+            time.sleep(0.01)
+    for thread in others:
+        thread.join()
+    found = [summary(e) for e in events(as_("auditor"), "patient=Patient/p-a1&subtype=create")]
+    assert found == [("create", "C", "0", frozenset({"Patient/p-a1"}),
+                      frozenset({"Observation/shared-1", "Observation/shared-2"}))]
 
 
 def test_audit_events_are_found_by_patient_agent_and_date(as_, server):

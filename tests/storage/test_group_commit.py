@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from fhir_server.storage.engine import Database, after_commit
+from fhir_server.storage.engine import Database, after_commit, at_database_commit, transaction_state
 
 
 @pytest.fixture
@@ -88,6 +88,53 @@ def test_many_concurrent_writers_all_commit(db):
     for t in threads:
         t.join()
     assert len(names(db)) == 200
+
+
+def test_writers_sharing_a_commit_share_its_database_commit_callbacks(db):
+    """Writers that queue behind one another commit together; the callables registered with
+    ``at_database_commit`` run once for the batch, see the writers that succeeded and none that
+    failed, and what they write commits with the batch."""
+    seen: list[list[str]] = []
+
+    def record_batch(conn, states):
+        seen.append(sorted(state["name"] for state in states))
+        conn.execute(text("INSERT INTO item (name) VALUES (:n)"), {"n": f"batch-of-{len(states)}"})
+
+    def writer(name: str, fail: bool = False) -> None:
+        with db.write() as conn:
+            transaction_state(conn)["name"] = name
+            at_database_commit(conn).setdefault("record", record_batch)
+            conn.execute(text("INSERT INTO item (name) VALUES (:n)"), {"n": name})
+            if fail:
+                raise ValueError(name)
+
+    queued = threading.Event()
+    group = db._group_commit
+    others = [threading.Thread(target=writer, args=("b",)),
+              threading.Thread(target=lambda: pytest.raises(ValueError, writer, "c", True))]
+
+    with db.write() as conn:  # the first writer holds its turn until the two others queue behind it
+        transaction_state(conn)["name"] = "a"
+        at_database_commit(conn).setdefault("record", record_batch)
+        conn.execute(text("INSERT INTO item (name) VALUES ('a')"))
+        for thread in others:
+            thread.start()
+        while group._waiting < 2:
+            queued.wait(0.01)
+    for thread in others:
+        thread.join()
+    assert seen == [["a", "b"]]
+    assert names(db) == {"a", "b", "batch-of-2"}
+
+
+def test_a_failing_database_commit_callback_fails_every_writer_of_the_batch(db):
+    def refuse(conn, states):
+        raise RuntimeError("the batch's shared work failed")
+
+    with pytest.raises(RuntimeError), db.write() as conn:
+        at_database_commit(conn).setdefault("refuse", refuse)
+        conn.execute(text("INSERT INTO item (name) VALUES ('lost')"))
+    assert names(db) == set()
 
 
 def _write_many(url: str, prefix: str) -> None:
