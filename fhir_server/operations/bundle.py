@@ -364,12 +364,25 @@ def _rewrite_references(
 
 
 def _map_references(node: object, resolve: Callable[[str], str]) -> object:
-    """A copy of ``node`` with every ``reference`` string passed through ``resolve``."""
+    """``node`` with every ``reference`` string passed through ``resolve``: the parts that
+    change are copied, the rest is shared with ``node``."""
     if isinstance(node, dict):
-        return {key: resolve(value) if key == "reference" and isinstance(value, str)
-                else _map_references(value, resolve) for key, value in node.items()}
+        copy = None
+        for key, value in node.items():
+            if key == "reference" and isinstance(value, str):
+                mapped = resolve(value)
+            elif isinstance(value, (dict, list)):
+                mapped = _map_references(value, resolve)
+            else:
+                continue
+            if mapped is not value:
+                if copy is None:
+                    copy = dict(node)
+                copy[key] = mapped
+        return node if copy is None else copy
     if isinstance(node, list):
-        return [_map_references(value, resolve) for value in node]
+        mapped = [_map_references(value, resolve) for value in node]
+        return node if all(m is v for m, v in zip(mapped, node)) else mapped
     return node
 
 
