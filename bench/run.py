@@ -245,7 +245,7 @@ def run_engine(engine: str, args) -> dict:
     env = {**os.environ, "FHIR_DATABASE_URL": url}
     print(f"[{engine}] loading {args.patients} demo patients ...", flush=True)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fhir_server", "demo", str(args.patients), "--database-url", url],
+    subprocess.run([sys.executable, "-m", "fhir_server", "demo", str(args.patients), "--database-url", url, "--jobs", "2"],
                    cwd=OUT, check=True, env=env)
     load_seconds = time.perf_counter() - started
     workers = args.workers if args.workers else (2 if engine == "postgres" else 1)

@@ -108,30 +108,32 @@ def demo(
     patients: int = typer.Argument(..., help="Number of synthetic patients."),
     database_url: str = typer.Option(None, help="SQLAlchemy URL (default: the SQLite file)."),
     seed: int = typer.Option(2026, help="Random seed; the same seed gives the same county."),
+    jobs: int = typer.Option(1, min=1, help="Processes writing residents side by side (try the number of cores)."),
 ) -> None:
     """Load a synthetic county into the database (even if it is not empty)."""
     from fhir_server.server import Server
 
     server = Server(_settings(database_url))
-    load_demo(server, patients, seed=seed, only_if_empty=False)
+    try:
+        load_demo(server, patients, seed=seed, only_if_empty=False, jobs=jobs)
+    finally:
+        server.close()
 
 
-def load_demo(server, patients: int, seed: int = 2026, only_if_empty: bool = True) -> None:
+def load_demo(server, patients: int, seed: int = 2026, only_if_empty: bool = True, jobs: int = 1) -> None:
     from rich.progress import Progress
 
-    from fhir_server.demo.county import generate_county
-    from fhir_server.demo.loader import write_batch
+    from fhir_server.demo.loader import load_county
 
     with server.db.read() as conn:
         if only_if_empty and not server.conformance.holds_only_shipped(conn):
             console.print("Database is not empty: demo data not loaded.")
             return
-    started, written = time.perf_counter(), 0
+    started = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"Loading a county of {patients} patients", total=patients)
-        for batch in generate_county(patients, seed=seed):
-            written += write_batch(server, batch)
-            progress.advance(task, sum(1 for r in batch if r["resourceType"] == "Patient"))
+        written = load_county(server, patients, seed, jobs,
+                              progress=lambda residents: progress.update(task, completed=residents))
     server.db.analyze()
     elapsed = time.perf_counter() - started
     console.print(f"Demo county loaded: {written} resources in {elapsed:.1f} s ({written / elapsed:.0f}/s)")
