@@ -5,7 +5,8 @@ millisecond per expression (the GB 11643 check digit, a 17-term weighted sum: ~0
 expressions of the profiles that are written often have Python forms: ``NATIVE`` for exact
 expressions (the check digit, lab-1, lab-2), and three shapes recognised in any expression:
 ``matches('...')`` (Python's ``re``), ``a.exists() or b.exists()`` and the unit rules
-``system = '...' and (code = '...' or ...)``. Anything else goes through fhirpathpy.
+``system = '...' and (code = '...' or ...)`` and ``$this >= 0`` on numbers. Anything else
+goes through fhirpathpy.
 tests/validation/test_invariants.py checks each form against fhirpathpy on valid and invalid
 values, so the FHIRPath text stays the definition, and lists the invariants left to fhirpathpy.
 """
@@ -152,6 +153,25 @@ class Invariant:
         return all(item is not False for item in result)
 
 
+# ``$this >= 0``: a bound on a number (other values, e.g. a Quantity, go to fhirpathpy).
+_BOUND = re.compile(r"\$this (>=|>|<=|<) (-?[0-9]+(?:\.[0-9]+)?)")
+_COMPARE = {">=": float.__ge__, ">": float.__gt__, "<=": float.__le__, "<": float.__lt__}
+
+
+def _bound_form(expression: str) -> Callable[[object], list] | None:
+    form = _BOUND.fullmatch(expression)
+    if form is None:
+        return None
+    compare, bound, other = _COMPARE[form.group(1)], float(form.group(2)), _fhirpathpy_form(expression)
+
+    def evaluate(value: object) -> list:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return [compare(float(value), bound)]
+        return other(value)
+
+    return evaluate
+
+
 def _fhirpathpy_form(expression: str) -> Callable[[object], list]:
     """Any other expression, through fhirpathpy."""
     compiled = fhirpathpy.compile(expression, model=_R4)
@@ -165,6 +185,6 @@ def _fhirpathpy_form(expression: str) -> Callable[[object], list]:
 def compile_invariant(constraint: dict) -> Invariant:
     expression = constraint["expression"]
     evaluate = (NATIVE.get(expression) or _matches_form(expression) or _exists_or_form(expression)
-                or _unit_form(expression) or _fhirpathpy_form(expression))
+                or _unit_form(expression) or _bound_form(expression) or _fhirpathpy_form(expression))
     return Invariant(constraint["key"], constraint.get("severity", "error"), constraint.get("human", ""),
                      expression, evaluate)
