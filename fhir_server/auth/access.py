@@ -310,16 +310,18 @@ class AccessPolicy:
         if rtype == "Organization":
             self._organization(conn, view, before, after)
             return
+        # a first version has no rows yet (a deleted resource written again has its old ones)
+        fresh = before is None and after is not None and after.get("meta", {}).get("versionId") == "1"
         if rtype == "Patient" and after is not None:
-            tables.set_patient_holders(conn, "Patient", rid, self.holders_of(after))
+            tables.set_patient_holders(conn, "Patient", rid, self.holders_of(after), fresh=fresh)
         patients = self.patients_of(after)
         if after is not None and not view.holds(conn, patients):
             self.refused(identity, "C" if before is None else "U", rtype, rid, patients)
             raise Forbidden(f"The {rtype} belongs to a patient outside the organisation of the access token")
         if rtype in HOLDERS and rtype != "Patient":
-            tables.set_patient_holders(conn, rtype, rid, self.holders_of(after))
+            tables.set_patient_holders(conn, rtype, rid, self.holders_of(after), fresh=fresh)
         if after is not None and (before is None or self.patients_of(before) != patients):
-            tables.set_resource_patients(conn, rtype, rid, patients)  # (a revived resource has rows)
+            tables.set_resource_patients(conn, rtype, rid, patients, fresh=fresh)
 
     def rebuild(self, conn: Connection, resource: dict) -> None:
         """Recompute a stored resource's rows (``$reindex``), without checks."""

@@ -94,8 +94,8 @@ def _run(conn: Connection, name: str, rows: list[dict]) -> None:
 
 def set_resource_patients(conn: Connection, res_type: str, res_id: str, patients: Iterable[str],
                           *, fresh: bool = False) -> None:
-    """Replace the patients a resource belongs to (``fresh``: it has no rows yet, e.g. a new
-    AuditEvent)."""
+    """Replace the patients a resource belongs to (``fresh``: it has no rows yet, e.g. a
+    resource created just now)."""
     if not fresh:
         _run(conn, "delete_resource", [{"res_type": res_type, "res_id": res_id}])
     rows = [{"res_type": res_type, "res_id": res_id, "patient_id": p} for p in sorted(set(patients))]
@@ -104,9 +104,11 @@ def set_resource_patients(conn: Connection, res_type: str, res_id: str, patients
 
 
 def set_patient_holders(conn: Connection, source_type: str, source_id: str,
-                        pairs: Iterable[tuple[str, str]]) -> None:
-    """Replace the (patient, organisation) pairs that one resource establishes."""
-    _run(conn, "delete_holders", [{"source_type": source_type, "source_id": source_id}])
+                        pairs: Iterable[tuple[str, str]], *, fresh: bool = False) -> None:
+    """Replace the (patient, organisation) pairs that one resource establishes (``fresh``: it
+    has none yet)."""
+    if not fresh:
+        _run(conn, "delete_holders", [{"source_type": source_type, "source_id": source_id}])
     rows = [{"patient_id": p, "org_id": o, "source_type": source_type, "source_id": source_id}
             for p, o in sorted(set(pairs))]
     if rows:
