@@ -45,8 +45,9 @@ _SORT_COLUMN = {
 # Without a connection to count samples: how selective a kind of filter usually is (lower first).
 _RANK = {"reference": 0, "chain": 1, "string": 2, "uri": 2, "token": 3, "composite": 3,
          "date": 4, "number": 4, "quantity": 4}
-# Driver candidates are compared by counting at most this many of their rows.
-SAMPLE = 2000
+# Driver candidates are compared by counting at most this many of their rows (enough to tell
+# a selective filter from a broad one; candidates past it are told apart by their rank).
+SAMPLE = 200
 
 Check = Callable[[FromClause], ColumnElement]
 # the caller's access condition on a resource row (None: no restriction)
@@ -78,7 +79,11 @@ class SearchCompiler:
     def ordered(self, request: SearchRequest, extra: ColumnElement | None = None,
                 conn: Connection | None = None, visible: Visible | None = None) -> Select:
         """The pids of all matches in result order (paging is applied by the caller)."""
-        query = select(resource.c.pid).where(self.where(request, extra, conn, visible))
+        return self.in_order(request, self.where(request, extra, conn, visible))
+
+    def in_order(self, request: SearchRequest, where: ColumnElement) -> Select:
+        """The pids of the resources ``where`` matches, in the request's order."""
+        query = select(resource.c.pid).where(where)
         order = [self._sort_key(request.resource_type, key) for key in request.sort]
         # values missing sort last on both engines; pid keeps pages stable
         return query.order_by(*(c.nulls_last() for c in order), resource.c.pid)
@@ -89,7 +94,7 @@ class SearchCompiler:
 
     def count(self, request: SearchRequest, extra: ColumnElement | None = None,
               conn: Connection | None = None, visible: Visible | None = None) -> Select:
-        return select(func.count()).select_from(resource).where(self.where(request, extra, conn, visible))
+        return count_of(self.where(request, extra, conn, visible))
 
     def _where(self, rtype: str, filters, row: FromClause, conn: Connection | None,
                visible: Visible | None = None) -> ColumnElement:
@@ -113,7 +118,7 @@ class SearchCompiler:
         candidates = [c for c in criteria if c.pids is not None]
         if len(candidates) <= 1 or conn is None:
             return min(candidates, key=lambda c: c.rank, default=None)
-        return min(candidates, key=lambda c: _sample_size(conn, c.pids))
+        return min(candidates, key=lambda c: (_sample_size(conn, c.pids), c.rank))
 
     # ---- filters -------------------------------------------------------------------------
     def criterion(self, rtype: str, item: Filter | ReverseChain, visible: Visible | None = None) -> Criterion:
@@ -262,6 +267,11 @@ class SearchCompiler:
         return -1 if key is None else key
 
 
+def count_of(where: ColumnElement) -> Select:
+    """How many resources ``where`` matches."""
+    return select(func.count()).select_from(resource).where(where)
+
+
 def _exists(table, where: ColumnElement, row: FromClause, negate: bool = False) -> ColumnElement:
     """``[NOT] EXISTS`` a row of ``table`` for this resource row matching ``where``."""
     clause = exists(select(1).select_from(table).where(table.c.pid == row.c.pid, where))
@@ -282,4 +292,4 @@ def _naming(code: str):
         raise InvalidRequest(f"Search parameter {code!r}: {exc.message}") from None
 
 
-__all__ = ["SearchCompiler", "Criterion"]
+__all__ = ["SearchCompiler", "Criterion", "count_of"]

@@ -21,7 +21,7 @@ from fhir_server.auth.identity import Identity
 from fhir_server.errors import Issue, operation_outcome
 from fhir_server.fhir.elements import elements as subset_elements
 from fhir_server.fhir.elements import summary as subset_summary
-from fhir_server.search.compile import SearchCompiler
+from fhir_server.search.compile import SearchCompiler, count_of
 from fhir_server.search.parse import Include, SearchRequest, parse_search
 from fhir_server.search.registry import SearchParamRegistry
 from fhir_server.settings import Settings
@@ -77,8 +77,8 @@ class SearchService:
                 return self.search(request, c, identity=identity)
         self.store.flush(conn)  # inside a write transaction: make its own index rows visible
         view = self.access.view(conn, identity)
-        return self.run_page(conn, request, self.compiler.ordered(request, conn=conn, visible=view.rows),
-                             self.compiler.count(request, conn=conn, visible=view.rows), view)
+        where = self.compiler.where(request, conn=conn, visible=view.rows)
+        return self.run_page(conn, request, self.compiler.in_order(request, where), count_of(where), view)
 
     def run_page(self, conn: Connection, request: SearchRequest, ordered: Select, count: Select,
                  view: View) -> SearchResult:
