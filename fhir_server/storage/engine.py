@@ -155,6 +155,8 @@ class Database:
             conn.commit()
 
     def dispose(self) -> None:
+        if self.is_sqlite:
+            self._group_commit.close()
         self.engine.dispose()
 
 

@@ -44,6 +44,8 @@ class GroupCommit:
         self._waiting = 0
         self._waiting_lock = threading.Lock()
         self._batch: _Batch | None = None
+        # one connection serves every batch in turn: no pool checkout per commit
+        self._conn: Connection | None = None
 
     @contextlib.contextmanager
     def writer(self) -> Iterator[Connection]:
@@ -52,7 +54,11 @@ class GroupCommit:
         self._turn.acquire()
         with self._waiting_lock:
             self._waiting -= 1
-        batch = self._batch or self._open()
+        try:
+            batch = self._batch or self._open()
+        except BaseException:
+            self._turn.release()
+            raise
         batch.writers += 1
         conn = batch.conn
         conn.info[self.state_key] = state = {}
@@ -83,9 +89,16 @@ class GroupCommit:
     def _open(self) -> _Batch:
         if self._file_lock:
             self._file_lock.acquire()
-        conn = self.engine.connect()
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-        self._batch = _Batch(conn)
+        try:
+            if self._conn is None:
+                self._conn = self.engine.connect()
+            self._conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self._discard_connection()
+            if self._file_lock:
+                self._file_lock.release()
+            raise
+        self._batch = _Batch(self._conn)
         return self._batch
 
     def _commit_if_last(self, batch: _Batch) -> None:
@@ -101,11 +114,23 @@ class GroupCommit:
             batch.error = exc
             with contextlib.suppress(Exception):  # already failing; the first error is reported
                 batch.conn.rollback()
+            self._discard_connection()
         finally:
-            batch.conn.close()
             if self._file_lock:
                 self._file_lock.release()
             batch.committed.set()
+
+
+    def _discard_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        """Give the writers' connection back (the engine is being disposed)."""
+        with self._turn:
+            self._discard_connection()
 
 
 class _FileLock:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from fhir_server.storage.engine import Database, after_commit, at_database_commit, transaction_state
 
@@ -135,6 +135,26 @@ def test_a_failing_database_commit_callback_fails_every_writer_of_the_batch(db):
         at_database_commit(conn).setdefault("refuse", refuse)
         conn.execute(text("INSERT INTO item (name) VALUES ('lost')"))
     assert names(db) == set()
+
+
+def test_a_writer_that_cannot_begin_leaves_the_queue_working(db, tmp_path):
+    """Another program holding SQLite's write lock past the busy timeout fails that writer
+    (an error, not a hang), and the next writer, once the lock is free, commits."""
+    import sqlite3
+
+    @event.listens_for(db.engine, "connect")
+    def short_wait(dbapi_conn, _record):
+        dbapi_conn.execute("PRAGMA busy_timeout=100")
+
+    db.dispose()  # new connections get the short wait
+    other = sqlite3.connect(tmp_path / "group.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(OperationalError, match="locked"):
+        write(db, "blocked")
+    other.execute("ROLLBACK")
+    other.close()
+    write(db, "after")
+    assert names(db) == {"after"}
 
 
 def _write_many(url: str, prefix: str) -> None:
