@@ -11,6 +11,9 @@ Modules:
   ``mappings/public_health/codes.csv``.
 * ``columns``: the column map (headers -> record fields), ``mappings/public_health/columns.csv``.
 * ``reading``: files (CSV UTF-8/GB18030, .xlsx, JSON) -> rows -> records or row errors.
+* ``patient_context``: what the store knows around a record (the patient, their organisations,
+  doctor, Condition, CarePlan, the visit if already recorded); ``ImportCache`` reads it for a
+  whole file at once.
 * ``follow_up_bundle``: record -> FHIR transaction Bundle (``to_bundle``).
 * ``urgent_referral``: the urgent-finding rule (DOMAIN.md thresholds) and its Task.
 * ``follow_up_import``: runs the transactions, idempotently, and reports row by row.

@@ -37,9 +37,9 @@ _ENCODING_OPTION = typer.Option("utf-8", "--encoding", help="CSV encoding: utf-8
 
 def _server(database_url: str | None):
     from fhir_server.cli import _settings
-    from fhir_server.server import Server
+    from fhir_server.server import start_server
 
-    return Server(_settings(database_url))
+    return start_server(_settings(database_url))
 
 
 def import_followups(file: Path = _FILE_ARGUMENT, kind: str = _KIND_OPTION, column_map: Path = _COLUMN_MAP_OPTION,

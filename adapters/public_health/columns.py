@@ -54,9 +54,12 @@ class ColumnMap:
         for column in columns:
             for header in column.headers:
                 self._by_header.setdefault(normalise_header(header), column)
+        self._seen: dict[object, Column | None] = {}  # a file's headers as written -> column
 
     def column(self, header: object) -> Column | None:
-        return self._by_header.get(normalise_header(header))
+        if header not in self._seen:  # every row of a file repeats its headers
+            self._seen[header] = self._by_header.get(normalise_header(header))
+        return self._seen[header]
 
     def by_field(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.field == name), None)

@@ -38,9 +38,9 @@ A corrected record deletes the Observations and MedicationStatements it no longe
 
 from __future__ import annotations
 
-import copy
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -211,8 +211,9 @@ class _Builder:
         self._referral(findings)
         urgent_task = self._urgent_referral(findings)
         if existing is not None:
-            self._stale_deletes()
-            self._drop_unchanged()
+            stored = self._visit_resources()
+            self._stale_deletes(stored)
+            self._drop_unchanged(stored)
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}
         return FollowUpBundle(bundle, self.encounter_id, self.ctx, findings, urgent_task, self.notes)
 
@@ -416,7 +417,10 @@ class _Builder:
             goal_ref = {"reference": f"Goal/{goal_id}"}
         if not self.update_care_plan and ctx.care_plan is not None:
             return
-        plan = copy.deepcopy(ctx.care_plan) if ctx.care_plan is not None else self._new_plan()
+        if ctx.care_plan is None:
+            plan = self._new_plan()
+        else:  # a copy to change: its activity list and goal are replaced, the rest is shared, unchanged
+            plan = {**ctx.care_plan, "activity": list(ctx.care_plan.get("activity", []))}
         activities = plan.setdefault("activity", [])
         index = next((i for i, a in enumerate(activities) if any(
             c.get("system") == ITEM_SYSTEM and c.get("code") == NEXT_VISIT_CODE
@@ -424,7 +428,7 @@ class _Builder:
         old = activities[index]["detail"] if index is not None else {}
         last_visit = next((ref.get("reference") for ref in old.get("reasonReference", [])), None)
         if last_visit and last_visit != self.enc_ref:
-            found = self._read("Encounter", last_visit.split("/", 1)[1])
+            found = self._stored("Encounter", last_visit.split("/", 1)[1])
             if found is not None and (found.get("period") or {}).get("start", "")[:10] > self.day:
                 self.notes.append("a later follow-up has set the care plan; targets and next visit left as they are")
                 return
@@ -452,14 +456,17 @@ class _Builder:
             activities[index] = {"detail": detail}
         self._put(plan)
 
-    def _read(self, rtype: str, rid: str) -> dict | None:
-        if isinstance(self.organizations, ImportCache):
-            held = self.organizations.held(self.ctx.patient_ref, rtype) or []
-            known = next((r for r in held if r.get("id") == rid), None)
-            if known is not None:
-                return known
-        found = search_resources(self.server, self.conn, rtype, [("_id", rid)], self.identity, 1)
-        return found[0] if found else None
+    def _stored(self, rtype: str, rid: str, known: Sequence[dict] = ()) -> dict | None:
+        """The current ``rtype/rid``: one of ``known``, else what the import holds, else read."""
+        held = self.organizations.held(self.ctx.patient_ref, rtype) \
+            if isinstance(self.organizations, ImportCache) else None
+        for resource in (*known, *(held or ())):
+            if resource.get("resourceType") == rtype and resource.get("id") == rid:
+                return resource
+        try:
+            return self.server.resources.read(rtype, rid, self.conn, identity=self.identity)
+        except FhirError:
+            return None
 
     def _new_plan(self) -> dict:
         r, ctx = self.record, self.ctx
@@ -629,31 +636,37 @@ class _Builder:
         return cache[text]
 
     # ---- a corrected record -----------------------------------------------------------------
-    def _drop_unchanged(self) -> None:
+    def _visit_resources(self) -> list[dict]:
+        """The Observations and MedicationStatements stored for the visit's Encounter."""
+        if isinstance(self.organizations, ImportCache):
+            prefetched = self.organizations.visit_resources(self.enc_ref)
+            if prefetched is not None:
+                return prefetched
+        return [found for rtype, param in (("Observation", "encounter"), ("MedicationStatement", "context"))
+                for found in search_resources(self.server, self.conn, rtype, [(param, self.enc_ref)],
+                                              self.identity, 100)]
+
+    def _drop_unchanged(self, stored: list[dict]) -> None:
         """Leave out the PUTs of resources stored exactly so (a re-import): they would change
         nothing, and checking them again is the costly part of a write."""
         kept = []
         for entry in self.entries:
             resource = entry.get("resource")
             if entry["request"]["method"] == "PUT" and resource is not None:
-                try:
-                    stored = self.server.resources.read(resource["resourceType"], resource["id"], self.conn,
-                                                         identity=self.identity)
-                except FhirError:
-                    stored = None
-                if stored is not None and _same(stored, resource):
+                current = self._stored(resource["resourceType"], resource["id"], stored)
+                if current is not None and _same(current, resource):
                     continue
             kept.append(entry)
         self.entries = kept
 
-    def _stale_deletes(self) -> None:
+    def _stale_deletes(self, stored: list[dict]) -> None:
         """DELETE the Observations and MedicationStatements an earlier version of the record
         wrote and this one no longer has."""
-        for rtype, param in (("Observation", "encounter"), ("MedicationStatement", "context")):
-            for found in search_resources(self.server, self.conn, rtype, [(param, self.enc_ref)], self.identity, 100):
-                ours = any(i.get("system") == RECORD_SYSTEM for i in found.get("identifier", []))
-                if ours and (rtype, found["id"]) not in self.written:
-                    self.entries.append({"request": {"method": "DELETE", "url": f"{rtype}/{found['id']}"}})
+        for found in stored:
+            ours = any(i.get("system") == RECORD_SYSTEM for i in found.get("identifier", []))
+            if ours and (found["resourceType"], found["id"]) not in self.written:
+                url = f"{found['resourceType']}/{found['id']}"
+                self.entries.append({"request": {"method": "DELETE", "url": url}})
 
 
 def _same(stored: dict, resource: dict) -> bool:

@@ -283,7 +283,7 @@ def _write_in_processes(server, items: list[WriteItem], identity: Identity, thre
     """``write_records`` in ``workers`` processes, each patient's records in one of them."""
     cache = ImportCache()
     with server.db.read() as conn:
-        cache.prefetch(server, conn, [record for _, record, _ in items], identity)
+        cache.find_patients(server, conn, [record for _, record, _ in items], identity)
     parts: list[list[WriteItem]] = [[] for _ in range(workers)]
     for item in items:
         record = item[1]
@@ -304,10 +304,10 @@ def _write_in_processes(server, items: list[WriteItem], identity: Identity, thre
 
 def _write_part(settings: dict, identity: Identity | None, items: list[WriteItem], thresholds: Thresholds,
                 group_size: int) -> dict[int, RowResult]:
-    from fhir_server.server import Server
+    from fhir_server.server import start_server
     from fhir_server.settings import Settings
 
-    server = Server(Settings(**settings))
+    server = start_server(Settings(**settings))
     try:
         return write_records(server, items, identity or SYSTEM, thresholds, group_size)
     finally:

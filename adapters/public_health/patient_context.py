@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -26,6 +28,8 @@ from sqlalchemy import Connection
 from adapters.public_health.follow_up_record import FollowUpRecord, RecordError
 from fhir_server.auth.identity import Identity
 from fhir_server.demo import codes
+from fhir_server.errors import FhirError
+from fhir_server.fhir.models import is_valid_id
 
 __all__ = ["PatientContext", "gather", "search_resources", "OrganizationCache", "ImportCache"]
 
@@ -33,6 +37,7 @@ REFERRAL_CATEGORY = ("http://snomed.info/sct", "3457005")
 # ICD-10 codes whose Condition is "the record's disease"
 CONDITION_PREFIXES = {"hypertension": ("I10", "I11", "I12", "I13", "I15"), "diabetes": ("E11",)}
 REFERRAL_LOOKBACK_DAYS = 14
+FOLLOW_UP_TYPES = {codes.ENCOUNTER_TYPES[kind][0] for kind in (codes.HYPERTENSION, codes.DIABETES)}
 
 
 @dataclass
@@ -57,39 +62,63 @@ class PatientContext:
 
 
 class OrganizationCache:
-    """Organisations by id and doctors' names by role, read once per import (they rarely change
-    during one)."""
+    """The county's organisations, doctors' roles and practitioners by reference, read once per
+    import (they rarely change during one); ``read_all`` reads many with one search per type."""
+
+    CHUNK = 100  # ids or references per search
 
     def __init__(self) -> None:
-        self._by_id: dict[str, dict | None] = {}
-        self._names: dict[str, str | None] = {}
+        self._by_ref: dict[str, dict | None] = {}  # "Type/id" -> the resource, None when not found
+        self._roles_at: dict[str, str | None] = {}  # Organization/id -> a PractitionerRole there
+
+    def read_all(self, server, conn: Connection, refs: Iterable[str], identity: Identity) -> None:
+        """Read the resources ``refs`` name ("Type/id") that are not read yet."""
+        wanted: dict[str, set[str]] = {}
+        for ref in refs:
+            rtype, _, rid = ref.partition("/")
+            if ref in self._by_ref:
+                continue
+            if is_valid_id(rid):
+                wanted.setdefault(rtype, set()).add(rid)
+            else:
+                self._by_ref[ref] = None
+        for rtype, ids in wanted.items():
+            for chunk in _chunks(sorted(ids), self.CHUNK):
+                found = {r["id"]: r for r in search_resources(server, conn, rtype, [("_id", ",".join(chunk))],
+                                                              identity, len(chunk))}
+                self._by_ref.update((f"{rtype}/{rid}", found.get(rid)) for rid in chunk)
+
+    def read(self, server, conn: Connection, ref: str, identity: Identity) -> dict | None:
+        self.read_all(server, conn, [ref], identity)
+        return self._by_ref[ref]
+
+    def get(self, server, conn: Connection, ref: str | None, identity: Identity) -> dict | None:
+        """The Organization ``ref`` names, None when the caller sees none."""
+        if not ref or not ref.startswith("Organization/"):
+            return None
+        return self.read(server, conn, ref, identity)
 
     def doctor_name(self, server, conn: Connection, ref: str | None, identity: Identity) -> str | None:
         """The name of the Practitioner of a PractitionerRole (or Practitioner) reference."""
-        if not ref:
+        target = ref or ""
+        if target.startswith("PractitionerRole/"):
+            role = self.read(server, conn, target, identity) or {}
+            target = _reference(role.get("practitioner"))
+        if not target.startswith("Practitioner/"):
             return None
-        if ref not in self._names:
-            target = ref
-            if ref.startswith("PractitionerRole/"):
-                roles = search_resources(server, conn, "PractitionerRole", [("_id", ref.split("/", 1)[1])], identity, 1)
-                target = ((roles[0].get("practitioner") or {}).get("reference") or "") if roles else ""
-            name = None
-            if target.startswith("Practitioner/"):
-                found = search_resources(server, conn, "Practitioner", [("_id", target.split("/", 1)[1])], identity, 1)
-                if found and found[0].get("name"):
-                    first = found[0]["name"][0]
-                    name = first.get("text") or (first.get("family", "") + "".join(first.get("given", [])))
-            self._names[ref] = name
-        return self._names[ref]
+        found = self.read(server, conn, target, identity)
+        if not found or not found.get("name"):
+            return None
+        first = found["name"][0]
+        return first.get("text") or (first.get("family", "") + "".join(first.get("given", [])))
 
-    def get(self, server, conn: Connection, ref: str | None, identity: Identity) -> dict | None:
-        if not ref or not ref.startswith("Organization/"):
-            return None
-        oid = ref.split("/", 1)[1]
-        if oid not in self._by_id:
-            found = search_resources(server, conn, "Organization", [("_id", oid)], identity)
-            self._by_id[oid] = found[0] if found else None
-        return self._by_id[oid]
+    def role_at(self, server, conn: Connection, organization: dict, identity: Identity) -> str | None:
+        """A PractitionerRole at ``organization`` (the doctor of a patient who names none)."""
+        ref = f"Organization/{organization['id']}"
+        if ref not in self._roles_at:
+            roles = search_resources(server, conn, "PractitionerRole", [("organization", ref)], identity, 1)
+            self._roles_at[ref] = f"PractitionerRole/{roles[0]['id']}" if roles else None
+        return self._roles_at[ref]
 
 
 def search_resources(server, conn: Connection, rtype: str, pairs: list[tuple[str, str]],
@@ -111,14 +140,14 @@ def search_resources(server, conn: Connection, rtype: str, pairs: list[tuple[str
 class ImportCache(OrganizationCache):
     """What one import has learnt about the store, kept up to date with what it writes.
 
-    ``prefetch`` reads, for all the records of a file at once (100 patients a search), the
-    patients and their Conditions, active CarePlans, Encounters of the file's period and
-    referrals; ``learn`` adds what each transaction wrote. A record of a patient not
-    prefetched is looked up on its own. Another writer changing the same patients during the
-    import is not seen (the writes stay consistent: they are by id).
+    ``prefetch`` reads, for all the records of a file at once (100 patients or references a
+    search), the patients, their managing organisations (and the parents of those) and
+    doctors, their Conditions, active CarePlans, Encounters of the file's period (with the
+    Observations and MedicationStatements of the follow-ups among them: what a re-import
+    compares with) and referrals; ``learn`` adds what each transaction wrote. A record of a
+    patient not prefetched is looked up on its own. Another writer changing the same patients
+    during the import is not seen (the writes stay consistent: they are by id).
     """
-
-    CHUNK = 100
 
     def __init__(self) -> None:
         super().__init__()
@@ -126,20 +155,44 @@ class ImportCache(OrganizationCache):
         self.by_patient: dict[str, dict[str, list[dict]]] = {}  # Patient/id -> type -> resources
         self.window: tuple[str, str] | None = None  # the Encounter days prefetched
         self.named: dict[str, dict | None] = {}  # 转诊机构 text -> Organization
+        self._of_visit: dict[str, list[dict]] = {}  # follow-up Encounter/id -> its Observations, ...
 
     def prefetch(self, server, conn: Connection, records: list[FollowUpRecord], identity: Identity) -> None:
+        found = self.find_patients(server, conn, records, identity)
+        days = [r.visit_date for r in records if r.visit_date]
+        if not found or not days:
+            return
+        with contextlib.suppress(FhirError):  # what fails here is read, and reported, record by record
+            self._prefetch_network(server, conn, list(found.values()), identity)
+        first, last = min(days), max(days)
+        since = (first - timedelta(days=REFERRAL_LOOKBACK_DAYS)).isoformat()
+        self.window = (first.isoformat(), last.isoformat())
+        refs = sorted(found)
+        for ref in refs:
+            self.by_patient[ref] = {"Condition": [], "CarePlan": [], "Encounter": [], "ServiceRequest": []}
+        for chunk in _chunks(refs, self.CHUNK):
+            subjects = ",".join(chunk)
+            for rtype, extra in (("Condition", []), ("CarePlan", [("status", "active")]),
+                                 ("Encounter", [("date", f"ge{first}"), ("date", f"le{last}")]),
+                                 ("ServiceRequest", [("authored", f"ge{since}")])):
+                for resource in search_resources(server, conn, rtype, [("subject", subjects), *extra], identity,
+                                                 1_000_000):
+                    self.learn_resource(resource)
+        with contextlib.suppress(FhirError):
+            self._prefetch_visits(server, conn, identity)
+
+    def find_patients(self, server, conn: Connection, records: list[FollowUpRecord],
+                      identity: Identity) -> dict[str, dict]:
+        """Look up the records' patients not looked up yet (by resident ID and health-record
+        number); returns those found, by reference."""
         wanted = {(codes.OID_RESIDENT_ID, r.resident_id) for r in records if r.resident_id}
         wanted |= {(codes.OID_HEALTH_RECORD, r.health_record_number) for r in records if r.health_record_number}
         wanted -= set(self.patients)
-        days = [r.visit_date for r in records if r.visit_date]
-        if not wanted or not days:
-            return
         for key in wanted:
             self.patients[key] = None
-        keys = sorted(wanted)
         found: dict[str, dict] = {}
-        for i in range(0, len(keys), self.CHUNK):
-            tokens = ",".join(f"{system}|{value}" for system, value in keys[i:i + self.CHUNK])
+        for chunk in _chunks(sorted(wanted), self.CHUNK):
+            tokens = ",".join(f"{system}|{value}" for system, value in chunk)
             for patient in search_resources(server, conn, "Patient", [("identifier", tokens)], identity, 100_000):
                 found[f"Patient/{patient['id']}"] = patient
                 for ident in patient.get("identifier", []):
@@ -149,20 +202,33 @@ class ImportCache(OrganizationCache):
                         self.patients[key] = patient
                     elif held is not _ABSENT:
                         self.patients[key] = _SEVERAL
-        first, last = min(days), max(days)
-        since = (first - timedelta(days=REFERRAL_LOOKBACK_DAYS)).isoformat()
-        self.window = (first.isoformat(), last.isoformat())
-        refs = sorted(found)
-        for ref in refs:
-            self.by_patient[ref] = {"Condition": [], "CarePlan": [], "Encounter": [], "ServiceRequest": []}
-        for i in range(0, len(refs), self.CHUNK):
-            subjects = ",".join(refs[i:i + self.CHUNK])
-            for rtype, extra in (("Condition", []), ("CarePlan", [("status", "active")]),
-                                 ("Encounter", [("date", f"ge{first}"), ("date", f"le{last}")]),
-                                 ("ServiceRequest", [("authored", f"ge{since}")])):
-                for resource in search_resources(server, conn, rtype, [("subject", subjects), *extra], identity,
+        return found
+
+    def _prefetch_network(self, server, conn: Connection, patients: list[dict], identity: Identity) -> None:
+        """The patients' managing organisations and their parents, doctors' roles and practitioners."""
+        managing = [ref for p in patients if (ref := _reference(p.get("managingOrganization"))).startswith(
+            "Organization/")]
+        self.read_all(server, conn, managing, identity)
+        parents = [_reference((self._by_ref[ref] or {}).get("partOf")) for ref in managing]
+        self.read_all(server, conn, [ref for ref in parents if ref.startswith("Organization/")], identity)
+        doctors = [ref for p in patients if (ref := _own_doctor(p))]
+        self.read_all(server, conn, doctors, identity)
+        practitioners = [_reference((self._by_ref[ref] or {}).get("practitioner")) for ref in doctors
+                         if ref.startswith("PractitionerRole/")]
+        self.read_all(server, conn, [ref for ref in practitioners if ref.startswith("Practitioner/")], identity)
+
+    def _prefetch_visits(self, server, conn: Connection, identity: Identity) -> None:
+        visits = sorted(f"Encounter/{e['id']}" for held in self.by_patient.values() for e in held["Encounter"]
+                        if _is_follow_up(e))
+        found: dict[str, list[dict]] = {ref: [] for ref in visits}
+        for chunk in _chunks(visits, self.CHUNK):
+            for rtype, param in (("Observation", "encounter"), ("MedicationStatement", "context")):
+                for resource in search_resources(server, conn, rtype, [(param, ",".join(chunk))], identity,
                                                  1_000_000):
-                    self.learn_resource(resource)
+                    visit = found.get(_local(_reference(resource.get(param))))  # the element is named as param
+                    if visit is not None:
+                        visit.append(resource)
+        self._of_visit.update(found)
 
     def learn(self, responses: list[dict]) -> None:
         """Take in what a transaction wrote (its response entries)."""
@@ -187,7 +253,13 @@ class ImportCache(OrganizationCache):
     def held(self, patient_ref: str, rtype: str) -> list[dict] | None:
         """What the cache holds of ``rtype`` for the patient, None when it was not prefetched."""
         held = self.by_patient.get(patient_ref)
-        return None if held is None else held[rtype]
+        return None if held is None else held.get(rtype)
+
+    def visit_resources(self, encounter_ref: str) -> list[dict] | None:
+        """The Observations and MedicationStatements prefetched for a follow-up Encounter, handed
+        out once (None when not prefetched or handed out already): once the record of that visit
+        is written they are out of date, and another record of the visit searches them again."""
+        return self._of_visit.pop(encounter_ref, None)
 
     def covers(self, day: str) -> bool:
         return self.window is not None and self.window[0] <= day <= self.window[1]
@@ -195,6 +267,24 @@ class ImportCache(OrganizationCache):
 
 _SEVERAL = {"resourceType": "Patient", "id": "", "several": True}
 _ABSENT: dict = {}
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _reference(element: dict | None) -> str:
+    return (element or {}).get("reference") or ""
+
+
+def _local(reference: str) -> str:
+    """``Type/id`` of a relative or absolute reference."""
+    return "/".join(reference.split("/")[-2:])
+
+
+def _is_follow_up(encounter: dict) -> bool:
+    return any(c.get("code") in FOLLOW_UP_TYPES for t in encounter.get("type", []) for c in t.get("coding", []))
 
 
 def gather(server, conn: Connection, record: FollowUpRecord, identity: Identity,
@@ -206,7 +296,7 @@ def gather(server, conn: Connection, record: FollowUpRecord, identity: Identity,
     managing = organizations.get(server, conn, (patient.get("managingOrganization") or {}).get("reference"),
                                  identity)
     township = responsible_township(server, conn, managing, organizations, identity)
-    doctor_role = _doctor_role(server, conn, patient, managing, identity)
+    doctor_role = _doctor_role(server, conn, patient, managing, organizations, identity)
     day = record.visit_date.isoformat()
     since = (record.visit_date - timedelta(days=REFERRAL_LOOKBACK_DAYS)).isoformat()
     if cache is not None and cache.held(pref, "Condition") is not None and cache.covers(day):
@@ -286,16 +376,20 @@ def _is_village_clinic(org: dict) -> bool:
     return any("村" in (t.get("text") or "") for t in org.get("type", []))
 
 
-def _doctor_role(server, conn: Connection, patient: dict, managing: dict | None, identity: Identity) -> str | None:
+def _doctor_role(server, conn: Connection, patient: dict, managing: dict | None, organizations: OrganizationCache,
+                 identity: Identity) -> str | None:
+    own = _own_doctor(patient)
+    if own is None and managing is not None:
+        return organizations.role_at(server, conn, managing, identity)
+    return own
+
+
+def _own_doctor(patient: dict) -> str | None:
+    """The patient's general practitioner (a PractitionerRole or Practitioner reference)."""
     for gp in patient.get("generalPractitioner", []):
         ref = gp.get("reference") or ""
         if ref.startswith(("PractitionerRole/", "Practitioner/")):
             return ref
-    if managing is not None:
-        roles = search_resources(server, conn, "PractitionerRole",
-                                 [("organization", f"Organization/{managing['id']}")], identity, 1)
-        if roles:
-            return f"PractitionerRole/{roles[0]['id']}"
     return None
 
 

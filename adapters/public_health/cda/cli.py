@@ -27,9 +27,9 @@ _OUT_OPTION = typer.Option(None, "--out", help="Write the document to this file 
 
 def _server(database_url: str | None):
     from fhir_server.cli import _settings
-    from fhir_server.server import Server
+    from fhir_server.server import start_server
 
-    return Server(_settings(database_url))
+    return start_server(_settings(database_url))
 
 
 def import_cda(files: list[Path] = _FILES_ARGUMENT, database_url: str = _DATABASE_OPTION) -> None:

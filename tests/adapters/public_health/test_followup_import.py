@@ -243,6 +243,40 @@ def test_corrected_xlsx_updates_the_earlier_resources(county):
     assert phone["class"]["code"] == "VR" and _ext(phone, "medication-compliance")["valueCoding"]["code"] == "2"
 
 
+def test_a_visit_named_twice_in_a_reimport_ends_as_its_last_row(county):
+    """A stored visit, then a file naming it by resident ID (with 辅助检查) and again by
+    health-record number only (without): the second row sees what the first one wrote."""
+    header = "身份证号,健康档案编号,随访日期,随访方式,收缩压,舒张压,辅助检查\n"
+    first = header + "43053019580314025X,43053010110100001,2025-07-01,1,140,90,\n"
+    again = header + ("43053019580314025X,,2025-07-01,1,140,90,心电图正常\n"
+                      ",43053010110100001,2025-07-01,1,140,90,\n")
+    assert import_file(county, first.encode(), kind="hypertension", name="a.csv").counts["created"] == 1
+    report = import_file(county, again.encode(), kind="hypertension", name="b.csv")
+    assert [r.status for r in report.rows] == ["updated", "updated"]
+    visit = f"Encounter/{_id('hypertension-43053010110100001-20250701')}"
+    observations = [o["identifier"][0]["value"].rsplit("-", 1)[-1]
+                    for o in _search(county, "Observation", [("encounter", visit)])]
+    assert observations == ["bp"]
+
+
+def test_a_reimport_searches_the_store_per_file_not_per_row(county, monkeypatch):
+    """The stored visits a re-import compares with are read for the whole file at once: more
+    visits of the same patients cost no more searches."""
+    def searches_of_reimport(visits: int, month: int) -> int:
+        rows = [f"{resident},2026-{month:02d}-{day:02d},1,{130 + day},80,心电图正常"
+                for day in range(1, visits + 1) for resident in ("43053019580314025X", "430524194907300113")]
+        data = ("身份证号,随访日期,随访方式,收缩压,舒张压,辅助检查\n" + "\n".join(rows)).encode()
+        assert import_file(county, data, kind="hypertension", name="f.csv").counts["created"] == 2 * visits
+        calls = []
+        search = county.search.search
+        monkeypatch.setattr(county.search, "search", lambda *args, **kw: calls.append(1) or search(*args, **kw))
+        assert import_file(county, data, kind="hypertension", name="f.csv").counts["unchanged"] == 2 * visits
+        monkeypatch.undo()
+        return len(calls)
+
+    assert searches_of_reimport(6, month=3) == searches_of_reimport(2, month=1)
+
+
 def test_diabetes_gb18030_field_by_field(county):
     report = _import(county, "diabetes-gb18030.csv", "diabetes")
     assert report.encoding == "gb18030"
