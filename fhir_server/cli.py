@@ -51,13 +51,13 @@ def serve(
 ) -> None:
     """Start the FHIR server."""
     from fhir_server.api.app import create_app
-    from fhir_server.server import Server
+    from fhir_server.server import start_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings(database_url, host, port)
     if no_auth:
         settings.auth_enabled = False
-    server = Server(settings)
+    server = start_server(settings)
     if demo:
         load_demo(server, demo)
     if settings.auth_enabled:
@@ -111,9 +111,9 @@ def demo(
     jobs: int = typer.Option(1, min=1, help="Processes writing residents side by side (try the number of cores)."),
 ) -> None:
     """Load a synthetic county into the database (even if it is not empty)."""
-    from fhir_server.server import Server
+    from fhir_server.server import start_server
 
-    server = Server(_settings(database_url))
+    server = start_server(_settings(database_url))
     try:
         load_demo(server, patients, seed=seed, only_if_empty=False, jobs=jobs)
     finally:

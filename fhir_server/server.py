@@ -6,6 +6,7 @@ talks to the store directly.
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import orjson
@@ -103,3 +104,18 @@ class Server:
     def close(self) -> None:
         self.audit.close()  # queued read events are written before the engine goes
         self.db.dispose()
+
+
+def start_server(settings: Settings) -> Server:
+    """The ``Server`` of a process that keeps it until it exits (``serve`` and its workers, the
+    commands, the demo loader's processes).
+
+    Once it is built, the objects of the start-up (models, profiles, search parameters, code
+    systems...) are frozen out of the garbage collector's rounds (``gc.freeze``): they live as
+    long as the process, and traversing them at every full collection cost about a quarter of
+    an import's CPU time. Tests, which build many servers in one process, use ``Server``.
+    """
+    server = Server(settings)
+    gc.collect()
+    gc.freeze()
+    return server

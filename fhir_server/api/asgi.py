@@ -4,7 +4,7 @@ Settings come from the environment (``FHIR_DATABASE_URL`` ...), one Server per w
 """
 
 from fhir_server.api.app import create_app
-from fhir_server.server import Server
+from fhir_server.server import start_server
 from fhir_server.settings import Settings
 
-app = create_app(Server(Settings()))
+app = create_app(start_server(Settings()))

@@ -63,9 +63,9 @@ def load_county(server, patients: int, seed: int, jobs: int = 1,
 
 def _write_share(settings, patients: int, seed: int, jobs: int, job: int, residents, resources) -> None:
     """One loader process: the residents whose number is ``job`` modulo ``jobs``."""
-    from fhir_server.server import Server
+    from fhir_server.server import start_server
 
-    server = Server(settings)
+    server = start_server(settings)
     try:
         for index, batch in enumerate(generate_county(patients, seed=seed)):
             if 1 <= index <= patients and index % jobs == job:

@@ -382,7 +382,7 @@ def _map_references(node: object, resolve: Callable[[str], str]) -> object:
         return node if copy is None else copy
     if isinstance(node, list):
         mapped = [_map_references(value, resolve) for value in node]
-        return node if all(m is v for m, v in zip(mapped, node)) else mapped
+        return node if all(m is v for m, v in zip(mapped, node, strict=True)) else mapped
     return node
 
 
