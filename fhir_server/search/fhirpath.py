@@ -24,6 +24,10 @@ Deliberate leniency: ``as`` on a collection of several items behaves like ``ofTy
 FHIRPath, and fhirpathpy, raise), since the SearchParameters apply it to e.g. every
 ``useContext.value``. ``extension(url)`` returns every match (fhirpathpy returns the first).
 
+Each compiled function has ``roots``: the top-level keys its paths start at, or None when it
+may find something in any resource (a fallback branch, such as the one above). A resource
+that has none of them gives an empty result, so the indexer need not call the function.
+
 Results are the original JSON objects (dicts for complex elements, str/bool/int/float for
 primitives): treat them as read-only. A union (``a | b``) removes duplicates, as FHIRPath does.
 """
@@ -33,6 +37,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from functools import lru_cache
 
 import fhirpathpy
 from fhirpathpy.engine.nodes import FP_Quantity, FP_Type, ResourceNode
@@ -56,6 +61,7 @@ _TYPE = re.compile(r"(?:FHIR\.)?([A-Za-z]\w*)")
 _WHERE_REF = re.compile(r"resolve\(\)\s+is\s+(?:FHIR\.)?([A-Z]\w*)")
 _WHERE_EQ = re.compile(r"([a-z]\w*)\s*=\s*'([^'\\]*)'")
 _QUOTED = re.compile(r"'([^'\\]*)'")
+_EXISTS_NOT_FALSE = re.compile(r"(.+)\.exists\(\)\s+and\s+\1\s*!=\s*false")
 
 
 class _Unsupported(Exception):
@@ -68,12 +74,18 @@ def reference_type(ref: object) -> str | None:
         return None
     literal = ref.get("reference")
     if type(literal) is str:
-        cut = literal.find("/_history/")
-        parts = (literal if cut < 0 else literal[:cut]).split("/")
-        if len(parts) >= 2 and parts[-1] and parts[-2][:1].isupper():
-            return parts[-2]
+        kind = _literal_type(literal)
+        if kind:
+            return kind
     kind = ref.get("type")
     return kind if type(kind) is str else None
+
+
+@lru_cache(maxsize=16384)  # the resources of a bundle point at the same few patients
+def _literal_type(literal: str) -> str | None:
+    cut = literal.find("/_history/")
+    parts = (literal if cut < 0 else literal[:cut]).split("/")
+    return parts[-2] if len(parts) >= 2 and parts[-1] and parts[-2][:1].isupper() else None
 
 
 # ---------------------------------------------------------------------------- compile-time text
@@ -181,15 +193,20 @@ def _add(out: list, value) -> None:
 
 
 def _member(keys: tuple[str, ...]):
-    if len(keys) == 1:  # the common case, kept lean
+    if len(keys) == 1:  # the common case, kept lean (this is the hottest code of indexing)
         key = keys[0]
 
         def step(coll):
             out = []
             for node in coll:
-                if type(node) is dict and key in node:
-                    _add(out, node[key])
+                if type(node) is dict:
+                    value = node.get(key)
+                    if type(value) is list:
+                        out += value if None not in value else [v for v in value if v is not None]
+                    elif value is not None:
+                        out.append(value)
             return out
+        step.keys = keys
         return step
 
     def step_any(coll):
@@ -200,6 +217,7 @@ def _member(keys: tuple[str, ...]):
                     if key in node:
                         _add(out, node[key])
         return out
+    step_any.keys = keys
     return step_any
 
 
@@ -226,8 +244,11 @@ def _where_eq(field: str, literal: str):
 
 
 def _extension(url: str):
-    return lambda coll: [e for n in coll if type(n) is dict for e in n.get("extension", ())
-                         if type(e) is dict and e.get("url") == url]
+    def step(coll):
+        return [e for n in coll if type(n) is dict for e in n.get("extension", ())
+                if type(e) is dict and e.get("url") == url]
+    step.keys = ("extension",)
+    return step
 
 
 def _compile_steps(path: str, ctx: str | None, rooted: bool) -> list:
@@ -272,19 +293,40 @@ def _compile_steps(path: str, ctx: str | None, rooted: bool) -> list:
     return steps
 
 
-def _fast(branch: str, ctx: str | None, rooted: bool) -> Evaluator:
+def _fast(branch: str, ctx: str | None, rooted: bool, distinct: bool = False) -> Evaluator:
+    """The branch as a chain of steps; `distinct`: remove duplicates (a union's only branch)."""
+    test = _EXISTS_NOT_FALSE.fullmatch(branch)
+    if test:  # one value: distinct anyway
+        return _exists_not_false(_fast(test[1], ctx, rooted))
     steps = tuple(_compile_steps(_as_to_call(branch), ctx, rooted))
-    if len(steps) == 1:
+    if len(steps) == 1:  # most paths: one step from the resource, kept to one call
         only = steps[0]
-        return lambda node: only([node])
+        if distinct:
+            def run(node):
+                found = only([node])
+                return found if len(found) < 2 else _distinct(found)
+        else:
+            def run(node):
+                return only([node])
+    else:
+        def run(node):
+            coll = [node]
+            for step in steps:
+                coll = step(coll)
+                if not coll:
+                    break
+            return _distinct(coll) if distinct and len(coll) > 1 else coll
+    run.roots = getattr(steps[0], "keys", None) if steps else None
+    return run
 
+
+def _exists_not_false(path: Evaluator) -> Evaluator:
+    """`P.exists() and P != false` (`Patient.deceased`): false when P is empty or the one value
+    false, else true (a date is not false)."""
     def run(node):
-        coll = [node]
-        for step in steps:
-            coll = step(coll)
-            if not coll:
-                break
-        return coll
+        found = path(node)
+        return [bool(found) and not (len(found) == 1 and found[0] is False)]
+    run.roots = None  # true or false, never empty: it applies to every resource
     return run
 
 
@@ -332,22 +374,38 @@ def _compile_union(branches: list[str], ctx: str | None, rooted: bool, dedupe: b
     fns, fast = [], 0
     for branch in branches:
         try:
-            fns.append(_fast(branch, ctx, rooted))
+            fns.append(_fast(branch, ctx, rooted, distinct=dedupe and len(branches) == 1))
             fast += 1
         except _Unsupported:
             fns.append(_fallback(branch, None if rooted else ctx))
-    if len(fns) == 1 and not dedupe:
+    if len(fns) == 1 and (fast or not dedupe):
         run = fns[0]
-    else:
+    elif len(fns) == 1:  # the one branch of a union that applies to this type
+        only = fns[0]
+
         def run(node):
-            out = []
-            for fn in fns:
-                for value in fn(node):
-                    if value not in out:
-                        out.append(value)
-            return out
+            found = only(node)
+            return found if len(found) < 2 else _distinct(found)
+    else:  # branches whose paths start at keys the node lacks are not called
+        branches_roots = [(fn, getattr(fn, "roots", None)) for fn in fns]
+
+        def run(node):
+            keys = node.keys() if type(node) is dict else None
+            return _distinct([value for fn, roots in branches_roots
+                              if roots is None or keys is None or not keys.isdisjoint(roots)
+                              for value in fn(node)])
     run.fast_path_branches, run.fallback_branches = fast, len(fns) - fast  # for tests/reports
+    roots = [getattr(fn, "roots", None) for fn in fns]
+    run.roots = None if None in roots else frozenset().union(*roots)
     return run
+
+
+def _distinct(values: list) -> list:
+    out = []
+    for value in values:
+        if value not in out:
+            out.append(value)
+    return out
 
 
 def compile_expression(expression: str, resource_type: str) -> Evaluator | None:

@@ -52,7 +52,9 @@ Local unit text
 Cost
     ``_conversion`` is an ``lru_cache`` per unit string; after the first call for a unit,
     ``canonicalize`` is a cache hit (~60 ns), a multiply-add and the frozen result object
-    (~0.45 µs per call in all, most of it the dataclass constructor).
+    (~0.45 µs per call in all, most of it the dataclass constructor). The index uses
+    ``canonical_conversions`` instead: the forms of a (unit, analyte) pair, cached, applied to
+    each value without building ``Canonical`` objects.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["Canonical", "canonicalize", "canonical_forms", "to_ucum", "molar_mass"]
+__all__ = ["Canonical", "CanonicalConversion", "canonicalize", "canonical_conversions", "canonical_forms",
+           "to_ucum", "molar_mass"]
 
 TERMINOLOGY = Path(__file__).resolve().parents[2] / "terminology" / "ucum"
 MOLAR_MASSES_FILE = TERMINOLOGY / "molar-masses.json"
@@ -294,17 +297,39 @@ def canonical_forms(
     g.m-3), so an index holding both answers a mg/dL search and a mmol/L search alike even when
     the search itself does not name the analyte. Empty if the unit is not UCUM.
     """
+    return tuple(Canonical(form.apply(value), form.code) for form in canonical_conversions(ucum_code, analyte))
+
+
+class CanonicalConversion(NamedTuple):
+    """How a value in some unit becomes one canonical form: ``apply(value)``."""
+
+    factor: float
+    offset: float
+    divisor: float  # the molar mass from mass to substance concentration, else 1
+    multiplier: float  # the molar mass from substance to mass concentration, else 1
+    code: str
+
+    def apply(self, value: float) -> float:
+        # (x / 1) * 1 is x exactly, so each form is computed as canonicalize computes it
+        return (value * self.factor + self.offset) / self.divisor * self.multiplier
+
+
+@lru_cache(maxsize=4096)
+def canonical_conversions(ucum_code: str, analyte: str | None = None) -> tuple[CanonicalConversion, ...]:
+    """The value-independent part of ``canonical_forms``: one conversion per form, so that an
+    index computes the forms of a unit and analyte once, not per quantity."""
     conv = _conversion(ucum_code)
     if conv is None:
         return ()
-    v = value * conv.factor + conv.offset
     mm = _molar_masses().get(analyte) if analyte else None
     if mm:
         if conv.code == MASS_CONCENTRATION:
-            return Canonical(v / mm, SUBSTANCE_CONCENTRATION), Canonical(v, MASS_CONCENTRATION)
+            return (CanonicalConversion(conv.factor, conv.offset, mm, 1.0, SUBSTANCE_CONCENTRATION),
+                    CanonicalConversion(conv.factor, conv.offset, 1.0, 1.0, MASS_CONCENTRATION))
         if conv.code == SUBSTANCE_CONCENTRATION:
-            return Canonical(v, SUBSTANCE_CONCENTRATION), Canonical(v * mm, MASS_CONCENTRATION)
-    return (Canonical(v, conv.code),)
+            return (CanonicalConversion(conv.factor, conv.offset, 1.0, 1.0, SUBSTANCE_CONCENTRATION),
+                    CanonicalConversion(conv.factor, conv.offset, 1.0, mm, MASS_CONCENTRATION))
+    return (CanonicalConversion(conv.factor, conv.offset, 1.0, 1.0, conv.code),)
 
 
 # --------------------------------------------------------------------------------------------

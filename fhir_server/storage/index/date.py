@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import re
 from datetime import datetime, timedelta, UTC
+from functools import lru_cache
 
 from fhir_server.errors import InvalidRequest
 from fhir_server.storage.index.ranges import compare
@@ -36,38 +37,48 @@ def parse_range(text: str) -> tuple[datetime, datetime]:
         raise ValueError(f"{text!r} is outside the supported range of dates") from None
 
 
+# From the start of a day, minute or second to its last microsecond.
+_REST_OF_DAY = timedelta(days=1, microseconds=-1)
+_REST_OF_MINUTE = timedelta(minutes=1, microseconds=-1)
+_REST_OF_SECOND = timedelta(seconds=1, microseconds=-1)
+
+
 def _parse_range(text: str) -> tuple[datetime, datetime]:
     match = _DATE.match(text.strip())
     if not match:
         raise ValueError(f"{text!r} is not a FHIR date or dateTime")
-    g = match.groupdict()
-    year = int(g["y"])
-    if g["m"] is None:
+    y, m, d, hour, minute, second, fraction, tz = match.groups()
+    year = int(y)
+    if m is None:
         low, high = datetime(year, 1, 1), datetime(year, 12, 31, 23, 59, 59, 999999)
-    elif g["d"] is None:
-        month = int(g["m"])
+    elif d is None:
+        month = int(m)
         last = calendar.monthrange(year, month)[1]
         low, high = datetime(year, month, 1), datetime(year, month, last, 23, 59, 59, 999999)
-    elif g["H"] is None:
-        low = datetime(year, int(g["m"]), int(g["d"]))
-        high = low.replace(hour=23, minute=59, second=59, microsecond=999999)
+    elif hour is None:
+        low = datetime(year, int(m), int(d))
+        high = low + _REST_OF_DAY
     else:
-        minute = int(g["M"] or 0)
-        if g["S"] is None:
-            low = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), minute)
-            high = low.replace(second=59, microsecond=999999)
-        elif g["f"] is None:
-            low = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), minute, int(g["S"]))
-            high = low.replace(microsecond=999999)
+        if second is None:
+            low = datetime(year, int(m), int(d), int(hour), int(minute or 0))
+            high = low + _REST_OF_MINUTE
+        elif fraction is None:
+            low = datetime(year, int(m), int(d), int(hour), int(minute or 0), int(second))
+            high = low + _REST_OF_SECOND
         else:
-            micro = int(g["f"][:6].ljust(6, "0"))
-            low = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), minute, int(g["S"]), micro)
+            micro = int(fraction[:6].ljust(6, "0"))
+            low = datetime(year, int(m), int(d), int(hour), int(minute or 0), int(second), micro)
             high = low
-        if g["tz"] and g["tz"] != "Z":
-            sign = 1 if g["tz"][0] == "+" else -1
-            offset = timedelta(hours=int(g["tz"][1:3]), minutes=int(g["tz"][4:6])) * sign
+        if tz and tz != "Z":
+            offset = _utc_offset(tz)
             low, high = low - offset, high - offset
     return low, high
+
+
+@lru_cache(maxsize=256)
+def _utc_offset(tz: str) -> timedelta:
+    """``+08:00`` as a timedelta (a county's data uses one or two offsets)."""
+    return timedelta(minutes=(int(tz[1:3]) * 60 + int(tz[4:6])) * (1 if tz[0] == "+" else -1))
 
 
 def to_utc_naive(moment: datetime) -> datetime:

@@ -14,7 +14,7 @@ from sqlalchemy import and_, or_
 
 from fhir_server.errors import InvalidRequest
 from fhir_server.search.parse import split_escaped, unescape
-from fhir_server.search.units import canonical_forms, canonicalize, to_ucum
+from fhir_server.search.units import canonical_conversions, canonicalize, to_ucum
 from fhir_server.storage.index.number import number_condition, parse_number
 from fhir_server.storage.index.text import clip
 
@@ -40,16 +40,16 @@ def extract(node, analyte: str | None = None) -> list[dict]:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         return []
     value = float(value)
-    code = ucum_code(node)
-    forms = canonical_forms(value, code, analyte) if code else ()
-    return [{  # strings cut to their column widths (PostgreSQL refuses longer values)
-        "system": _clip(node.get("system"), 256),
-        "code": _clip(node.get("code"), 64),
-        "unit": _clip(node.get("unit"), 64),
-        "value": value,
-        "canonical_code": _clip(canonical.code, 64) if canonical else None,
-        "canonical_value": canonical.value if canonical else None,
-    } for canonical in (forms or (None,))]
+    ucum = ucum_code(node)
+    forms = canonical_conversions(ucum, analyte) if ucum else ()
+    # strings cut to their column widths (PostgreSQL refuses longer values)
+    system, code, unit = _clip(node.get("system"), 256), _clip(node.get("code"), 64), _clip(node.get("unit"), 64)
+    if not forms:
+        return [{"system": system, "code": code, "unit": unit, "value": value,
+                 "canonical_code": None, "canonical_value": None}]
+    return [{"system": system, "code": code, "unit": unit, "value": value,
+             "canonical_code": _clip(form.code, 64), "canonical_value": form.apply(value)}
+            for form in forms]
 
 
 def _clip(value, limit: int) -> str | None:

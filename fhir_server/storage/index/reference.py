@@ -7,6 +7,7 @@ under this server's base; anything else is kept whole in ``url``.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from sqlalchemy import and_, or_
 
@@ -19,6 +20,7 @@ _LOCAL = re.compile(r"^(?:(?P<base>.*)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z
 _BARE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
+@lru_cache(maxsize=16384)  # a bundle's resources point at the same few patients and encounters
 def parse_reference(reference: str) -> tuple[str | None, str | None, str | None]:
     """(type, id, url) of a reference string; url is set when the reference is not relative."""
     match = _LOCAL.match(reference)
@@ -29,13 +31,16 @@ def parse_reference(reference: str) -> tuple[str | None, str | None, str | None]
 
 
 def _row(target_type=None, target_id=None, url=None, identifier=None) -> dict:
-    identifier = identifier if isinstance(identifier, dict) else {}
+    if isinstance(identifier, dict):
+        system, value = _clip(identifier.get("system")), _clip(identifier.get("value"))
+    else:  # most references have no identifier
+        system = value = None
     return {
         "target_type": _clip(target_type, 64),
         "target_id": target_id,
         "url": url[:512] if url else None,
-        "identifier_system": _clip(identifier.get("system")),
-        "identifier_value": _clip(identifier.get("value")),
+        "identifier_system": system,
+        "identifier_value": value,
     }
 
 

@@ -17,10 +17,10 @@ _PARTS = {
 
 
 def extract(node) -> list[dict]:
+    if isinstance(node, str):  # family, given, city...: one value
+        return [{"value": normalise(node), "exact": clip(node)}] if node else []
     values: list[str] = []
-    if isinstance(node, str):
-        values.append(node)
-    elif isinstance(node, dict):
+    if isinstance(node, dict):
         if "family" in node or "given" in node or ("text" in node and "line" not in node and "city" not in node):
             parts = _PARTS["name"]
         else:

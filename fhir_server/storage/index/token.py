@@ -12,38 +12,49 @@ KIND = "token"
 
 
 def _row(system, code, text=None, type_coding: dict | None = None) -> dict:
-    return {
+    row = {
         "system": clip(system) if system else None,
         "code": clip(str(code)) if code is not None else None,
         "text": normalise(text) if text else None,
-        "type_system": _clip((type_coding or {}).get("system")),
-        "type_code": _clip((type_coding or {}).get("code"), 64),
+        "type_system": None,
+        "type_code": None,
     }
+    if type_coding:
+        row["type_system"], row["type_code"] = _clip(type_coding.get("system")), _clip(type_coding.get("code"), 64)
+    return row
 
 
 def _clip(value, limit: int = 256) -> str | None:
     return clip(value, limit) if isinstance(value, str) else None
 
 
+_CONCEPT_ONLY = frozenset({"text", "id", "extension"})  # a CodeableConcept without codings
+
+
 def extract(node) -> list[dict]:
+    if isinstance(node, dict):  # the common case first
+        if "coding" in node or node.keys() <= _CONCEPT_ONLY:  # CodeableConcept
+            text = node.get("text")
+            rows = []
+            for c in node.get("coding", []):
+                if isinstance(c, dict):
+                    system, code = c.get("system"), c.get("code")
+                    if code or system:
+                        rows.append(_row(system, code, c.get("display") or text))
+            if not rows and text:
+                rows.append(_row(None, None, text))
+            return rows
+        if "value" in node:  # Identifier (its type is kept for :of-type) or ContactPoint
+            identifier_type = node.get("type") if isinstance(node.get("type"), dict) else {}
+            first_coding = (identifier_type.get("coding") or [None])[0]
+            return [_row(node.get("system"), node["value"], identifier_type.get("text"), first_coding)]
+        if node.get("code") or node.get("system"):  # Coding
+            return [_row(node.get("system"), node.get("code"), node.get("display"))]
+        return []
     if isinstance(node, bool):
         return [_row(None, "true" if node else "false")]
     if isinstance(node, (str, int)):
         return [_row(None, node)]
-    if not isinstance(node, dict):
-        return []
-    if "coding" in node or set(node) <= {"text", "id", "extension"}:  # CodeableConcept
-        rows = [_row(c.get("system"), c.get("code"), c.get("display") or node.get("text"))
-                for c in node.get("coding", []) if isinstance(c, dict) and (c.get("code") or c.get("system"))]
-        if not rows and node.get("text"):
-            rows.append(_row(None, None, node["text"]))
-        return rows
-    if "value" in node:  # Identifier (its type is kept for :of-type) or ContactPoint
-        identifier_type = node.get("type") if isinstance(node.get("type"), dict) else {}
-        first_coding = (identifier_type.get("coding") or [None])[0]
-        return [_row(node.get("system"), node["value"], identifier_type.get("text"), first_coding)]
-    if node.get("code") or node.get("system"):  # Coding
-        return [_row(node.get("system"), node.get("code"), node.get("display"))]
     return []
 
 
