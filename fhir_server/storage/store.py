@@ -288,13 +288,16 @@ class ResourceStore:
         """Index rows in the driver's terms: work that needs no connection, so a writer can do
         it before its transaction."""
         encoded = []
+        converted: dict[int, list] = {}  # rows of several parameters share one values dict
         for row in rows:
-            target = _index_insert(self.dialect, row.kind)
-            tail = [row.grp, *map(row.values.get, target.columns)]
-            for position, convert in target.converters:
-                if tail[position + 1] is not None:
-                    tail[position + 1] = convert(tail[position + 1])
-            encoded.append(EncodedRow(row.kind, row.code, tuple(tail)))
+            values = converted.get(id(row.values))
+            if values is None:
+                target = _index_insert(self.dialect, row.kind)
+                values = converted[id(row.values)] = list(map(row.values.get, target.columns))
+                for position, convert in target.converters:
+                    if values[position] is not None:
+                        values[position] = convert(values[position])
+            encoded.append(EncodedRow(row.kind, row.code, (row.grp, *values)))
         return encoded
 
     def write_index(
