@@ -121,14 +121,19 @@ def find_patient(server, identifiers: list[dict], context: MappingContext | None
     if server is None:
         return None
     with server.db.read() as conn:
+        named = _named_by_any(server, conn, identifiers)
         for identifier in ranked(identifiers):
-            pairs = [("identifier", f"{identifier['system']}|{identifier['value']}")]
-            ids = server.search.find_ids(conn, "Patient", pairs, SYSTEM)
+            if named is None:
+                pairs = [("identifier", f"{identifier['system']}|{identifier['value']}")]
+                ids = server.search.find_ids(conn, "Patient", pairs, SYSTEM)
+            else:
+                ids = [i for i, resource in named.items() if _carries(resource, identifier)]
             if not ids:
                 continue
             matches = []
             for patient_id in sorted(ids):
-                resource = server.resources.read("Patient", patient_id, conn, identity=SYSTEM)
+                resource = (named or {}).get(patient_id) or server.resources.read("Patient", patient_id, conn,
+                                                                                   identity=SYSTEM)
                 followed: list[str] = []
                 while follow_links and len(followed) < MAX_LINKS:
                     survivor = _replaced_by(resource)
@@ -144,6 +149,24 @@ def find_patient(server, identifiers: list[dict], context: MappingContext | None
             active = [m for m in distinct.values() if m.resource.get("active", True)]
             return (active or list(distinct.values()))[0]
     return None
+
+
+def _named_by_any(server, conn, identifiers: list[dict]) -> dict[str, dict] | None:
+    """One search for all the identifiers at once: {} when no patient has any of them, the one
+    patient that has some, or None when that does not settle it (several patients, or values
+    the search syntax would split): then each identifier is searched on its own, best first."""
+    tokens = [f"{i['system']}|{i['value']}" for i in identifiers]
+    if any("," in t or "\\" in t for t in tokens):
+        return None
+    ids = server.search.find_ids(conn, "Patient", [("identifier", ",".join(tokens))], SYSTEM)
+    if len(ids) > 1:
+        return None
+    return {i: server.resources.read("Patient", i, conn, identity=SYSTEM) for i in ids}
+
+
+def _carries(resource: dict, identifier: dict) -> bool:
+    return any(i.get("system") == identifier["system"] and i.get("value") == identifier["value"]
+               for i in resource.get("identifier") or [])
 
 
 def _replaced_by(resource: dict) -> str | None:

@@ -9,12 +9,14 @@ For every message, whatever it came through (MLLP, a file, a replay):
 3. Store the raw bytes (committed) before anything else. A redelivery of a finished message
    (same sender and MSH-10) is stored as ``duplicate`` and answered with the original ACK;
    nothing else happens.
-4. Translate (``translate.translate``). AA: the Bundle, plus a Provenance naming every entry
-   as its target and the message as its source, is written by ``run_transaction`` with the
-   record's outcome (``processed``, the ACK, the ids written) in the SAME database
-   transaction. AE / AR, a write the server refuses (validation, a failed reference) or an
-   internal error: nothing is written and the record gets ``error`` / ``refused``, the ACK
-   and the problems.
+4. Translate (``translate.translate``). AA: the Bundle's conditional entries are looked up
+   (``known_ids.with_known_ids``, outside the write transaction), and the Bundle, plus a
+   Provenance naming every entry as its target and the message as its source, is written by
+   ``run_transaction`` with the record's outcome (``processed``, the ACK, the ids written) in
+   the SAME database transaction. A patient or institution another message created in the
+   meantime makes the write roll back and be looked up and done again. AE / AR, a write the
+   server refuses (validation, a failed reference) or an internal error: nothing is written
+   and the record gets ``error`` / ``refused``, the ACK and the problems.
 5. Answer: the ACK is returned only after that commit (the caller sends it).
 
 ``InboundPipeline`` is synchronous (the CLI, a replay); ``InboundChannel`` is its asyncio face
@@ -36,12 +38,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-import orjson
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from adapters.hl7v2.ack import acknowledgement, build_ack, refusal_header
 from adapters.hl7v2.contract import Header, MessageUnreadable, Problem, Translation
 from adapters.hl7v2.inbound_store import REPLAYABLE, InboundStore
+from adapters.hl7v2.known_ids import check_created, with_known_ids
 from fhir_server.auth.identity import Identity
 from fhir_server.errors import Conflict, FhirError, MultipleMatches
 
@@ -53,7 +55,7 @@ MESSAGE_SYSTEM = "https://county-fhir.example.org/fhir/sid/hl7v2-message"  # val
 INBOUND_RECORD_SYSTEM = "https://county-fhir.example.org/fhir/sid/hl7v2-inbound-record"
 SENDER_SYSTEM = "https://county-fhir.example.org/fhir/sid/hl7v2-sender"  # value: MSH-3|MSH-4
 _STATUS_OF = {"AA": "processed", "AE": "error", "AR": "refused"}
-_RETRIES = 2  # a write that lost a race (conditional create of the same Patient) is tried again
+_RETRIES = 2  # a write that lost a race (another message created the same Patient) is tried again
 
 Reader = Callable[[bytes], Header]
 Translator = Callable[[bytes, object], Translation]
@@ -178,27 +180,20 @@ class InboundPipeline:
 
     def _write(self, record_id: int, header: Header, translation: Translation,
                header_values: dict | None) -> Outcome:
-        from fhir_server.operations.bundle import run_transaction
-
         problems = list(translation.problems)
-        bundle = dict(translation.bundle)
-        bundle["entry"] = [*bundle["entry"], provenance_entry(bundle["entry"], header, record_id)]
+        identity = sending_system(header)
         code = acknowledgement(header, "AA").code
         ack = build_ack(header, code, problems) if code else None
-        written: list[str] = []
 
-        def record(conn, results: list[dict]) -> None:
-            written[:] = [e.get("response", {}).get("location", "") for e in results]
+        def record(conn, written: list[str]) -> None:
             self.store.record_outcome(
                 conn, record_id, status="processed", ack=ack, ack_code=code,
                 problems=[asdict(p) for p in problems], resources=written, header=header_values)
 
-        pristine = orjson.dumps(bundle)  # a retry starts from the Bundle as translated
         for attempt in range(_RETRIES + 1):
             try:
-                run_transaction(self.server, orjson.loads(pristine) if attempt else bundle,
-                                identity=sending_system(header), alongside=record)
-                return Outcome("processed", ack, code, record_id, problems=problems, resources=list(written))
+                written = self._apply(translation.bundle, header, record_id, identity, record)
+                return Outcome("processed", ack, code, record_id, problems=problems, resources=written)
             except (IntegrityError, Conflict, OperationalError) as exc:
                 if isinstance(exc, MultipleMatches):  # the content's fault (an identifier matches two)
                     return self._finish(record_id, header, "AE", problems + [
@@ -214,6 +209,27 @@ class InboundPipeline:
             except Exception:  # noqa: BLE001 - this message's error, not the listener's
                 return self._internal_error(record_id, header, problems, header_values)
         raise AssertionError("unreachable")
+
+    def _apply(self, bundle: dict, header: Header, record_id: int, identity: Identity,
+               record: Callable[[object, list[str]], None]) -> list[str]:
+        """Write ``bundle`` (its conditional entries looked up now: a retry sees what another
+        write stored) with its Provenance; ``record(conn, written)`` runs in the same database
+        transaction. Returns the ``Type/id/_history/v`` of every resource written or named."""
+        from fhir_server.operations.bundle import run_transaction
+
+        known = with_known_ids(self.server, bundle, identity)
+        entries = known.bundle["entry"]
+        provenance = provenance_entry(entries, header, record_id, known.existing)
+        written: list[str] = []
+
+        def alongside(conn, results: list[dict]) -> None:
+            check_created(self.server, conn, known, identity)
+            written[:] = [*(e.get("response", {}).get("location", "") for e in results), *known.existing]
+            record(conn, written)
+
+        run_transaction(self.server, {**known.bundle, "entry": [*entries, provenance]}, identity=identity,
+                        alongside=alongside)
+        return written
 
     def _internal_error(self, record_id: int, header: Header, problems: list[Problem],
                         header_values: dict | None) -> Outcome:
@@ -279,11 +295,13 @@ def sending_system(header: Header) -> Identity:
     return Identity(f"hl7v2:{header.sender}", None, ("system/*.cruds",), unrestricted=True)
 
 
-def provenance_entry(entries: list[dict], header: Header, record_id: int) -> dict:
-    """A Provenance entry: every resource the Bundle writes is its target, the message its
-    source entity and the sending application at its facility its author."""
+def provenance_entry(entries: list[dict], header: Header, record_id: int, existing: list[str] = ()) -> dict:
+    """A Provenance entry: every resource the Bundle writes is its target (and the stored ones
+    it names instead of creating them, ``Type/id/_history/v``), the message its source entity
+    and the sending application at its facility its author."""
     targets = [{"reference": e["fullUrl"]} for e in entries
                if e.get("fullUrl") and e.get("request", {}).get("method") in ("POST", "PUT")]
+    targets += [{"reference": "/".join(reference.split("/")[:2])} for reference in existing]
     sender = header.sending_application + (f" @ {header.sending_facility}" if header.sending_facility else "")
     provenance = {
         "resourceType": "Provenance",
