@@ -13,6 +13,8 @@ import orjson
 from sqlalchemy import Connection, select
 
 from fhir_server.auth.access import AccessPolicy
+from fhir_server.errors import FhirError
+from fhir_server.fhir.structure import model_class
 from fhir_server.auth.audit import AuditTrail
 from fhir_server.search.indexer import Indexer, component_code
 from fhir_server.search.registry import SearchParamRegistry
@@ -101,6 +103,19 @@ class Server:
 
         after_commit(conn).append(apply)
 
+    def warm_up(self) -> None:
+        """Build now what writes otherwise build on first use (structure checks, compiled
+        profiles, the UCUM registry, index plans): the county profiles' valid examples are
+        checked and indexed, not stored."""
+        for path in sorted((self.settings.local_profiles_dir / "examples").glob("*-valid.json")):
+            example = orjson.loads(path.read_bytes())
+            if model_class(example.get("resourceType", "")) is None:
+                continue  # an extension's example
+            try:
+                self.resources.prepare(example)
+            except FhirError as exc:  # the examples' tests report it; the server still starts
+                log.warning("warm-up: %s does not pass the write checks: %s", path.name, exc)
+
     def close(self) -> None:
         self.audit.close()  # queued read events are written before the engine goes
         self.db.dispose()
@@ -110,12 +125,13 @@ def start_server(settings: Settings) -> Server:
     """The ``Server`` of a process that keeps it until it exits (``serve`` and its workers, the
     commands, the demo loader's processes).
 
-    Once it is built, the objects of the start-up (models, profiles, search parameters, code
+    Once it is built and warmed up, the objects of the start-up (models, profiles, search parameters, code
     systems...) are frozen out of the garbage collector's rounds (``gc.freeze``): they live as
     long as the process, and traversing them at every full collection cost about a quarter of
     an import's CPU time. Tests, which build many servers in one process, use ``Server``.
     """
     server = Server(settings)
+    server.warm_up()
     gc.collect()
     gc.freeze()
     return server
