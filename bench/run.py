@@ -275,7 +275,7 @@ def run_engine(engine: str, args) -> dict:
     else:
         url = postgres_url()
         load_seconds = load_county(url, args.patients)
-    workers = args.workers if args.workers else (2 if engine == "postgres" else 1)
+    workers = args.workers or 2
     credentials = register_client(url)
     try:
         server = ServerProcess(url, workers, credentials)
@@ -339,7 +339,7 @@ def main() -> int:
     parser.add_argument("--bundle-size", type=int, default=100, help="entries per transaction bundle")
     parser.add_argument("--rounds", type=int, default=300, help="requests per typical search")
     parser.add_argument("--concurrency", type=int, default=4, help="concurrent HTTP clients for writes")
-    parser.add_argument("--workers", type=int, default=0, help="server workers (default: 1 SQLite, 2 PostgreSQL)")
+    parser.add_argument("--workers", type=int, default=0, help="server worker processes (default 2: one per core of the reference machine)")
     parser.add_argument("--no-record", action="store_true", help="print only; do not append to RESULTS.md")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
