@@ -45,9 +45,12 @@ _SORT_COLUMN = {
 # Without a connection to count samples: how selective a kind of filter usually is (lower first).
 _RANK = {"reference": 0, "chain": 1, "string": 2, "uri": 2, "token": 3, "composite": 3,
          "date": 4, "number": 4, "quantity": 4}
-# Driver candidates are compared by counting at most this many of their rows (enough to tell
-# a selective filter from a broad one; candidates past it are told apart by their rank).
+# Driver candidates are compared by counting at most SAMPLE of their rows, enough to tell a
+# selective filter from a broad one; when every candidate reaches it, at most WIDE_SAMPLE (a
+# glucose code has 100,000 rows in a large county, glucose above 16.7 mmol/L a few hundred);
+# beyond that, by their rank.
 SAMPLE = 200
+WIDE_SAMPLE = 5000
 
 Check = Callable[[FromClause], ColumnElement]
 # the caller's access condition on a resource row (None: no restriction)
@@ -118,7 +121,11 @@ class SearchCompiler:
         candidates = [c for c in criteria if c.pids is not None]
         if len(candidates) <= 1 or conn is None:
             return min(candidates, key=lambda c: c.rank, default=None)
-        return min(candidates, key=lambda c: (_sample_size(conn, c.pids), c.rank))
+        sizes = [_sample_size(conn, c.pids, SAMPLE) for c in candidates]
+        if min(sizes) == SAMPLE:  # all broad at first sight: look further before trusting rank
+            sizes = [_sample_size(conn, c.pids, WIDE_SAMPLE) for c in candidates]
+        return min(zip(sizes, (c.rank for c in candidates), candidates, strict=True),
+                   key=lambda sized: sized[:2])[2]
 
     # ---- filters -------------------------------------------------------------------------
     def criterion(self, rtype: str, item: Filter | ReverseChain, visible: Visible | None = None) -> Criterion:
@@ -278,9 +285,9 @@ def _exists(table, where: ColumnElement, row: FromClause, negate: bool = False) 
     return not_(clause) if negate else clause
 
 
-def _sample_size(conn: Connection, pids: Select) -> int:
-    """How many rows ``pids`` yields, counting at most SAMPLE (cheap, and enough to compare)."""
-    return conn.execute(select(func.count()).select_from(pids.limit(SAMPLE).subquery())).scalar_one()
+def _sample_size(conn: Connection, pids: Select, limit: int) -> int:
+    """How many rows ``pids`` yields, counting at most ``limit``."""
+    return conn.execute(select(func.count()).select_from(pids.limit(limit).subquery())).scalar_one()
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fhir_server.errors import InvalidRequest
-from fhir_server.search.compile import SearchCompiler
+from fhir_server.search.compile import SAMPLE, SearchCompiler
 from fhir_server.search.indexer import Indexer
 from fhir_server.search.parse import parse_search
 from fhir_server.search.registry import SearchParamRegistry
@@ -187,6 +187,25 @@ def test_the_driver_is_the_filter_with_fewest_rows(registry, compiler):
         criteria = [compiler.criterion("Observation", f) for f in req.filters]
         assert compiler.choose_driver(criteria, conn) is criteria[1]
         req = request(registry, "Observation", "subject=Patient/p1&code=nothing-has-this")
+        criteria = [compiler.criterion("Observation", f) for f in req.filters]
+        assert compiler.choose_driver(criteria, conn) is criteria[1]
+
+
+def test_when_every_candidate_is_broad_at_first_sight_a_wider_count_decides(registry, compiler):
+    """Both filters pass the first sample; counting further shows the code is the narrower one,
+    though a patient reference ranks first."""
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine)
+    patient = compiler.keys.lookup("Observation", "subject")
+    code = compiler.keys.lookup("Observation", "code")
+    with engine.begin() as conn:
+        conn.execute(insert(INDEX_TABLES["token"]), [
+            {"sp": code, "pid": pid, "grp": None, "system": LOINC, "code": "85354-9", "text": None,
+             "type_system": None, "type_code": None} for pid in range(1, SAMPLE + 51)])
+        conn.execute(insert(INDEX_TABLES["reference"]), [
+            {"sp": patient, "pid": pid, "grp": None, "target_type": "Patient", "target_id": "p1", "url": None,
+             "identifier_system": None, "identifier_value": None} for pid in range(1, SAMPLE + 101)])
+        req = request(registry, "Observation", "subject=Patient/p1&code=85354-9")
         criteria = [compiler.criterion("Observation", f) for f in req.filters]
         assert compiler.choose_driver(criteria, conn) is criteria[1]
 
