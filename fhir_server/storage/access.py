@@ -33,6 +33,7 @@ from sqlalchemy import (
     select,
 )
 
+from fhir_server.storage.engine import driver_executemany
 from fhir_server.storage.schema import metadata
 
 access_resource = Table(
@@ -89,7 +90,7 @@ def _compiled(dialect: Dialect, name: str) -> tuple[str, tuple[str, ...] | None]
 def _run(conn: Connection, name: str, rows: list[dict]) -> None:
     sql, order = _compiled(conn.dialect, name)
     params = [tuple(row[key] for key in order) for row in rows] if order else rows
-    conn.exec_driver_sql(sql, params if len(params) > 1 else params[0])
+    driver_executemany(conn, sql, params)
 
 
 def set_resource_patients(conn: Connection, res_type: str, res_id: str, patients: Iterable[str],

@@ -16,6 +16,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import make_url
 
 from fhir_server.storage.group_commit import GroupCommit
@@ -69,6 +70,19 @@ def finish_database_transaction(conn: Connection, states: list[dict]) -> None:
             callback()
     finally:
         conn.info.pop(_TX_STATE, None)
+
+
+def driver_executemany(conn: Connection, sql: str, params: list) -> None:
+    """``sql`` for each of ``params`` on the driver's own cursor: the write path's bulk inserts
+    skip SQLAlchemy's per-statement work; errors are raised as SQLAlchemy would raise them."""
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.executemany(sql, params)
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
 
 
 class Database:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_server.search.indexer import IndexRow
-from fhir_server.storage.engine import after_commit, before_commit, transaction_state
+from fhir_server.storage.engine import after_commit, before_commit, driver_executemany, transaction_state
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history, search_param
 
 
@@ -95,7 +95,7 @@ def _driver_params(conn: Connection, table: Table, rows: list[dict], returning: 
 def _executemany(conn: Connection, table: Table, rows: list[dict]) -> None:
     """Many rows through the driver's executemany, without per-row SQLAlchemy statement work."""
     sql, params = _driver_params(conn, table, rows)
-    conn.exec_driver_sql(sql, params)
+    driver_executemany(conn, sql, params)
 
 
 class EncodedRow(NamedTuple):
@@ -334,7 +334,7 @@ class ResourceStore:
         pending.index.clear()
         pending.history = []
         for kind, params in by_kind.items():
-            conn.exec_driver_sql(_index_insert(self.dialect, kind).sql, params)
+            driver_executemany(conn, _index_insert(self.dialect, kind).sql, params)
 
     def _pending(self, conn: Connection) -> _Pending:
         state = transaction_state(conn)
