@@ -50,7 +50,7 @@ _RANK = {"reference": 0, "chain": 1, "string": 2, "uri": 2, "token": 3, "composi
 # glucose code has 100,000 rows in a large county, glucose above 16.7 mmol/L a few hundred);
 # beyond that, by their rank.
 SAMPLE = 200
-WIDE_SAMPLE = 5000
+WIDE_SAMPLE = 2000
 
 Check = Callable[[FromClause], ColumnElement]
 # the caller's access condition on a resource row (None: no restriction)
