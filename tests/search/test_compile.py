@@ -7,6 +7,7 @@ filled by the real indexer (no HTTP, no services).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from datetime import datetime
 from pathlib import Path
@@ -170,8 +171,10 @@ def test_the_same_sort_parameter_twice_still_compiles(registry, compiler):
         assert "min(idx_date_1.low)" in text and "max(idx_date_2.high)" in text
 
 
-def test_the_driver_is_the_filter_with_fewest_rows(registry, compiler):
-    """With a connection, the driver is chosen by counting a bounded sample of each filter."""
+@contextlib.contextmanager
+def indexed(compiler, code_pids: range, subject_pids: range):
+    """A connection to an in-memory index: Observations ``code_pids`` coded 85354-9 and
+    ``subject_pids`` about Patient/p1."""
     engine = create_engine("sqlite://")
     metadata.create_all(engine)
     patient = compiler.keys.lookup("Observation", "subject")
@@ -179,35 +182,31 @@ def test_the_driver_is_the_filter_with_fewest_rows(registry, compiler):
     with engine.begin() as conn:
         conn.execute(insert(INDEX_TABLES["token"]), [
             {"sp": code, "pid": pid, "grp": None, "system": LOINC, "code": "85354-9", "text": None,
-             "type_system": None, "type_code": None} for pid in range(1, 301)])
+             "type_system": None, "type_code": None} for pid in code_pids])
         conn.execute(insert(INDEX_TABLES["reference"]), [
             {"sp": patient, "pid": pid, "grp": None, "target_type": "Patient", "target_id": "p1", "url": None,
-             "identifier_system": None, "identifier_value": None} for pid in (5, 6)])
-        req = request(registry, "Observation", "code=85354-9&subject=Patient/p1")
-        criteria = [compiler.criterion("Observation", f) for f in req.filters]
-        assert compiler.choose_driver(criteria, conn) is criteria[1]
-        req = request(registry, "Observation", "subject=Patient/p1&code=nothing-has-this")
-        criteria = [compiler.criterion("Observation", f) for f in req.filters]
-        assert compiler.choose_driver(criteria, conn) is criteria[1]
+             "identifier_system": None, "identifier_value": None} for pid in subject_pids])
+        yield conn
+
+
+def driver(registry, compiler, conn, query: str):
+    """The position in ``query`` of the filter that drives it."""
+    criteria = [compiler.criterion("Observation", f) for f in request(registry, "Observation", query).filters]
+    return criteria.index(compiler.choose_driver(criteria, conn))
+
+
+def test_the_driver_is_the_filter_with_fewest_rows(registry, compiler):
+    """With a connection, the driver is chosen by counting a bounded sample of each filter."""
+    with indexed(compiler, range(1, 301), range(5, 7)) as conn:
+        assert driver(registry, compiler, conn, "code=85354-9&subject=Patient/p1") == 1
+        assert driver(registry, compiler, conn, "subject=Patient/p1&code=nothing-has-this") == 1
 
 
 def test_when_every_candidate_is_broad_at_first_sight_a_wider_count_decides(registry, compiler):
     """Both filters pass the first sample; counting further shows the code is the narrower one,
     though a patient reference ranks first."""
-    engine = create_engine("sqlite://")
-    metadata.create_all(engine)
-    patient = compiler.keys.lookup("Observation", "subject")
-    code = compiler.keys.lookup("Observation", "code")
-    with engine.begin() as conn:
-        conn.execute(insert(INDEX_TABLES["token"]), [
-            {"sp": code, "pid": pid, "grp": None, "system": LOINC, "code": "85354-9", "text": None,
-             "type_system": None, "type_code": None} for pid in range(1, SAMPLE + 51)])
-        conn.execute(insert(INDEX_TABLES["reference"]), [
-            {"sp": patient, "pid": pid, "grp": None, "target_type": "Patient", "target_id": "p1", "url": None,
-             "identifier_system": None, "identifier_value": None} for pid in range(1, SAMPLE + 101)])
-        req = request(registry, "Observation", "subject=Patient/p1&code=85354-9")
-        criteria = [compiler.criterion("Observation", f) for f in req.filters]
-        assert compiler.choose_driver(criteria, conn) is criteria[1]
+    with indexed(compiler, range(1, SAMPLE + 51), range(1, SAMPLE + 101)) as conn:
+        assert driver(registry, compiler, conn, "subject=Patient/p1&code=85354-9") == 1
 
 
 def test_an_id_filter_leaves_driving_to_the_id_index(registry, compiler):
