@@ -41,7 +41,7 @@ from fhir_server.operations.bundle import run_transaction
 __all__ = ["RowResult", "ImportReport", "import_file", "import_record", "write_records", "STATUSES"]
 
 log = logging.getLogger(__name__)
-GROUP_SIZE = 20
+GROUP_SIZE = 50
 STATUSES = ("created", "updated", "unchanged", "superseded", "skipped", "error")
 
 
