@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import gc
+import json
 
-from fhir_server.search import units
 
+def test_warm_up_checks_every_county_example_without_storing_anything(server, monkeypatch):
+    checked: list[str] = []
+    prepare = server.resources.prepare
 
-def test_warm_up_builds_the_write_checks_without_storing_anything(server, monkeypatch):
-    monkeypatch.setattr(units, "_ucum_instance", None)
+    def counting(resource, res_type=None):
+        checked.append(resource["resourceType"])
+        return prepare(resource, res_type)
+
+    monkeypatch.setattr(server.resources, "prepare", counting)
     with server.db.read() as conn:
         before = server.store.count_live(conn)
     server.warm_up()
     with server.db.read() as conn:
         assert server.store.count_live(conn) == before
-    assert units._ucum_instance is not None  # the UCUM registry a blood pressure needs
+    examples = [json.loads(p.read_text(encoding="utf-8"))
+                for p in (server.settings.local_profiles_dir / "examples").glob("*-valid.json")]
+    assert sorted(checked) == sorted(e["resourceType"] for e in examples if e.get("resourceType") != "Extension")
+    assert {"Patient", "Observation", "Encounter"} <= set(checked)
 
 
 def test_start_server_freezes_what_start_up_built(settings):
