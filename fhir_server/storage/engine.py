@@ -16,8 +16,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from fhir_server.storage.group_commit import GroupCommit
 from fhir_server.storage.sqlite_planner import seed_statistics
@@ -72,17 +72,25 @@ def finish_database_transaction(conn: Connection, states: list[dict]) -> None:
         conn.info.pop(_TX_STATE, None)
 
 
-def driver_executemany(conn: Connection, sql: str, params: list) -> None:
-    """``sql`` for each of ``params`` on the driver's own cursor: the write path's bulk inserts
-    skip SQLAlchemy's per-statement work; errors are raised as SQLAlchemy would raise them."""
+@contextlib.contextmanager
+def driver_cursor(conn: Connection, sql: str, params: object) -> Iterator:
+    """A cursor of the driver itself, for the write path's hot statements (no SQLAlchemy
+    per-statement work); a driver error inside is raised as SQLAlchemy would raise it
+    (``IntegrityError``: e.g. a create that lost a race, 409)."""
     dbapi = conn.dialect.loaded_dbapi
     cursor = conn.connection.driver_connection.cursor()
     try:
-        cursor.executemany(sql, params)
+        yield cursor
     except dbapi.Error as exc:
         raise DBAPIError.instance(sql, params, exc, dbapi.Error) from exc
     finally:
         cursor.close()
+
+
+def driver_executemany(conn: Connection, sql: str, params: list) -> None:
+    """``sql`` for each of ``params``, on the driver's own cursor (bulk inserts)."""
+    with driver_cursor(conn, sql, params) as cursor:
+        cursor.executemany(sql, params)
 
 
 class Database:

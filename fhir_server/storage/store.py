@@ -15,11 +15,11 @@ from typing import NamedTuple
 
 import orjson
 from sqlalchemy import Connection, Dialect, FromClause, Table, and_, bindparam, delete, func, insert, select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_server.search.indexer import IndexRow
-from fhir_server.storage.engine import after_commit, before_commit, driver_executemany, transaction_state
+from fhir_server.storage.engine import (
+    after_commit, before_commit, driver_cursor, driver_executemany, transaction_state)
 from fhir_server.storage.schema import INDEX_TABLES, resource, resource_history, search_param
 
 
@@ -132,15 +132,9 @@ def _index_insert(dialect: Dialect, kind: str) -> _IndexInsert:
 def _insert_returning_pid(conn: Connection, row: dict) -> int:
     """Insert one current-version row on the driver's own cursor; returns its new pid."""
     sql, params = _driver_params(conn, resource, [row], returning=True)
-    dbapi = conn.dialect.loaded_dbapi
-    cursor = conn.connection.driver_connection.cursor()
-    try:
+    with driver_cursor(conn, sql, params[0]) as cursor:
         cursor.execute(sql, params[0])
         return cursor.fetchone()[0]
-    except dbapi.Error as exc:  # as SQLAlchemy would raise it (IntegrityError: a lost race, 409)
-        raise DBAPIError.instance(sql, params[0], exc, dbapi.Error) from exc
-    finally:
-        cursor.close()
 
 
 @dataclass
