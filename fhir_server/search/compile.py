@@ -95,10 +95,6 @@ class SearchCompiler:
              conn: Connection | None = None, visible: Visible | None = None) -> Select:
         return self.ordered(request, extra, conn, visible).limit(request.count).offset(request.offset)
 
-    def count(self, request: SearchRequest, extra: ColumnElement | None = None,
-              conn: Connection | None = None, visible: Visible | None = None) -> Select:
-        return count_of(self.where(request, extra, conn, visible))
-
     def _where(self, rtype: str, filters, row: FromClause, conn: Connection | None,
                visible: Visible | None = None) -> ColumnElement:
         criteria = [self.criterion(rtype, f, visible) for f in filters]
