@@ -13,9 +13,9 @@ import orjson
 from sqlalchemy import Connection, select
 
 from fhir_server.auth.access import AccessPolicy
+from fhir_server.auth.audit import AuditTrail
 from fhir_server.errors import FhirError
 from fhir_server.fhir.structure import model_class
-from fhir_server.auth.audit import AuditTrail
 from fhir_server.search.indexer import Indexer, component_code
 from fhir_server.search.registry import SearchParamRegistry
 from fhir_server.services.conformance import ConformanceResources
@@ -125,10 +125,11 @@ def start_server(settings: Settings) -> Server:
     """The ``Server`` of a process that keeps it until it exits (``serve`` and its workers, the
     commands, the demo loader's processes).
 
-    Once it is built and warmed up, the objects of the start-up (models, profiles, search parameters, code
-    systems...) are frozen out of the garbage collector's rounds (``gc.freeze``): they live as
-    long as the process, and traversing them at every full collection cost about a quarter of
-    an import's CPU time. Tests, which build many servers in one process, use ``Server``.
+    Once it is built and warmed up, the objects of the start-up (models, profiles, search
+    parameters, code systems...) are frozen out of the garbage collector's rounds
+    (``gc.freeze``): they live as long as the process, and traversing them at every full
+    collection cost about a quarter of an import's CPU time. Tests, which build many servers in
+    one process, use ``Server``.
     """
     server = Server(settings)
     server.warm_up()

@@ -120,7 +120,6 @@ class GroupCommit:
                 self._file_lock.release()
             batch.committed.set()
 
-
     def _discard_connection(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):

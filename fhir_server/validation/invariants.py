@@ -48,6 +48,9 @@ def _resident_id_check(value: object) -> list[bool]:
     return [RESIDENT_ID_CHECK_CHARACTERS[total % 11] == check]
 
 
+UCUM = "http://unitsofmeasure.org"
+
+
 def _present(holder: object, name: str) -> bool:
     """FHIRPath ``name.exists()`` on a JSON element: a value, or a primitive's ``_name`` extension."""
     if not isinstance(holder, dict):
@@ -71,7 +74,6 @@ def _lab_quantity_is_ucum(value: object) -> list[bool]:
     return [quantity.get("system") == UCUM and _present(quantity, "code")]
 
 
-UCUM = "http://unitsofmeasure.org"
 NATIVE: dict[str, Callable[[object], list]] = {
     RESIDENT_ID_EXPRESSION: _resident_id_check,
     "performer.where(reference.startsWith('Organization/') or type = 'Organization').exists()":
