@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from adapters.public_health.columns import ColumnMap, column_map
@@ -37,6 +37,7 @@ from fhir_server.auth.identity import SYSTEM, Identity
 from fhir_server.demo import codes
 from fhir_server.errors import FhirError
 from fhir_server.operations.bundle import run_transaction
+from fhir_server.services.resources import now_utc
 
 __all__ = ["RowResult", "ImportReport", "import_file", "import_record", "write_records", "STATUSES"]
 
@@ -97,7 +98,7 @@ def _write(server, group: list[tuple[FollowUpRecord, FollowUpBundle]], identity:
            organizations: OrganizationCache | None) -> list[RowResult]:
     """Run the Bundles of ``group`` in one database transaction (each record whole, the records
     of different patients); when it fails, run each on its own so that only a bad one fails."""
-    started = datetime.now(UTC)
+    started = now_utc()  # to the millisecond, as lastUpdated: a version stamped in this millisecond is ours
     entries = [entry for _, built in group for entry in built.bundle["entry"]]
     if not entries:  # every record is stored exactly so already
         return [_result(record.source_line or 0, built, [], started) for record, built in group]
@@ -129,7 +130,7 @@ def _result(line: int, built: FollowUpBundle, responses: list[dict], started: da
             changed = True
             break
         updated = ((response.get("resource") or {}).get("meta") or {}).get("lastUpdated")
-        if updated and datetime.fromisoformat(updated.replace("Z", "+00:00")) >= started:
+        if updated and datetime.fromisoformat(updated.removesuffix("Z")) >= started:
             changed = True
             break
     status = "created" if encounter_status.startswith("201") else "updated" if changed else "unchanged"

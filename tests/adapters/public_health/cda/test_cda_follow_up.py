@@ -7,7 +7,7 @@ hand-written documents in the WS/T 500 style are read field by field."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -215,10 +215,23 @@ def test_a_visit_recorded_by_another_system_is_exported_and_its_document_skipped
     assert result.status == "skipped" and "already recorded by another system" in result.notes[0]
 
 
-def test_a_corrected_document_updates_the_visit(county):
+def test_a_corrected_document_updates_the_visit(county, monkeypatch):
+    """The correction is written within one millisecond (a frozen clock): lastUpdated keeps
+    milliseconds, and a version stamped in the millisecond the import started is still the
+    import's (it was once taken for an old one, and the correction called 'unchanged')."""
+    import fhir_server.services.resources as resources
+
     server = county
     text = (FILES / "hypertension-follow-up.xml").read_text(encoding="utf-8")
     first = import_document(server, text.encode("utf-8"))
+    frozen = datetime(2026, 5, 20, 8, 30, 0, 123456, tzinfo=UTC)
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return frozen
+
+    monkeypatch.setattr(resources, "datetime", Clock)
     corrected = text.replace('value="138" unit="mmHg"', 'value="148" unit="mmHg"')
     second = import_document(server, corrected.encode("utf-8"))
     assert (first.status, second.status) == ("created", "updated")
