@@ -24,7 +24,6 @@ resolves and writes the message again, and finds the other's).
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
@@ -33,6 +32,7 @@ from sqlalchemy import Connection
 
 from fhir_server.auth.identity import Identity
 from fhir_server.errors import Conflict, MultipleMatches
+from fhir_server.storage.ids import new_resource_id
 
 __all__ = ["KnownIds", "with_known_ids", "check_created"]
 
@@ -120,7 +120,7 @@ class _Rewrite:
         if stored_id is None and self._puts[key] == 1:
             self._entries[conditional.index] = {**entry, "request": {"method": "POST", "url": conditional.rtype}}
             return
-        target = self._put_ids.setdefault(key, stored_id or str(uuid.uuid4()))
+        target = self._put_ids.setdefault(key, stored_id or new_resource_id())
         self._entries[conditional.index] = {**entry, "resource": {**entry["resource"], "id": target},
                                             "request": {**entry["request"], "url": f"{conditional.rtype}/{target}"}}
 

@@ -61,6 +61,7 @@ from fhir_server.fhir.formats import PATCH_JSON
 from fhir_server.server import Server
 from fhir_server.services.resources import Prepared
 from fhir_server.services.search import searchset_bundle
+from fhir_server.storage.ids import new_resource_id
 
 PHASE = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _URL = re.compile(
@@ -289,7 +290,7 @@ def _assign_targets(server: Server, conn: Connection | None, writes: list[Entry]
                 continue
             criteria = _criteria_of(entry)
             if not criteria:
-                entry.target = str(uuid.uuid4())
+                entry.target = new_resource_id()
                 continue
             if conn is None:
                 raise _NeedsLookup
@@ -300,7 +301,7 @@ def _assign_targets(server: Server, conn: Connection | None, writes: list[Entry]
                 raise InvalidRequest(
                     f"The resource id {own_id!r} does not match the resource found ({found})"
                 )
-            entry.target = found or own_id or str(uuid.uuid4())
+            entry.target = found or own_id or new_resource_id()
             entry.existing = bool(found) and entry.method == "POST"
             by_criteria[key] = entry.target
     return by_criteria

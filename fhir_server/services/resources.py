@@ -9,11 +9,10 @@ fhir.resources models, get a server-assigned id (unless the client chose one wit
 from __future__ import annotations
 
 import contextlib
-import uuid
-from urllib.parse import parse_qsl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, UTC
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 import jsonpatch
 import orjson
@@ -32,6 +31,7 @@ from fhir_server.errors import (
 from fhir_server.fhir.models import check_resource, is_valid_id
 from fhir_server.search.indexer import Indexer
 from fhir_server.storage.engine import Database
+from fhir_server.storage.ids import new_resource_id
 from fhir_server.storage.store import EncodedRow, ResourceStore, Stored
 
 # (connection, resource type, query string pairs, caller) -> ids of the matching live resources
@@ -149,7 +149,7 @@ class ResourceService:
                 if matches:
                     existing = self.store.current(c, rtype, matches[0])
                     return WriteResult(existing.json(), False, existing.version)
-            return self._insert(c, prepared, res_id or str(uuid.uuid4()))
+            return self._insert(c, prepared, res_id or new_resource_id())
 
     def _insert(self, conn: Connection, prepared: Prepared, res_id: str) -> WriteResult:
         when = now_utc()
@@ -195,7 +195,7 @@ class ResourceService:
             if not matches:
                 if resource.get("id"):
                     return self.update(res_type, resource["id"], prepared, conn=c, identity=identity)
-                return self._insert(c, prepared, str(uuid.uuid4()))
+                return self._insert(c, prepared, new_resource_id())
             if resource.get("id") and resource["id"] != matches[0]:
                 raise InvalidRequest(
                     f"The resource id {resource['id']!r} does not match the resource found ({matches[0]})"
