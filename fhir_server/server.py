@@ -64,6 +64,7 @@ class Server:
         profile_check = write_check(self.validator, settings.validation)
         if profile_check is not None:
             self.resources.checks.append(profile_check)
+        self.audit.flush()  # the write records a killed process left in the audit journal
 
     def sync_search_param_keys(self) -> None:
         with self.db.write() as conn:

@@ -1,22 +1,25 @@
 """Audit: an AuditEvent (FHIR R4) for every read and write of patient data, every refusal and
 every failed authentication.
 
-- **Writes** are audited by ``AuditTrail.on_change``, a ``ResourceService.on_change`` hook: the
-  AuditEvent is stored in the database transaction that carries the change (just before its
-  commit), so a committed change always has its event and a rolled-back one has none. The
-  changes one commit carries make one event per caller and interaction, with up to
-  ``MAX_RESOURCE_ENTITIES`` resources each: a transaction Bundle of 100 creates gives one
-  ``create`` event naming its patients and resources, and so do concurrent creates of one
-  client that SQLite's group commit writes in one commit.
+- **Writes** are audited by ``AuditTrail.on_change``, a ``ResourceService.on_change`` hook. Just
+  before the database transaction that carries the change commits, its audit record goes into
+  the audit journal (``fhir_server/storage/audit_journal.py``), in that same transaction: a
+  committed change always has its record, a rolled-back one has none, and a crash loses none.
+  The background flush turns journal records into AuditEvents (and deletes them, in one
+  transaction) within ``flush_seconds``; the next process's flush takes what a killed one left.
+  Records of one caller and interaction that a flush takes together make one event, with up to
+  ``MAX_RESOURCE_ENTITIES`` resources and the ``period`` from the first change to the last: a
+  transaction Bundle of 100 creates gives one ``create`` event naming its patients and
+  resources, and so do a client's single creates of the same second. The write itself pays
+  for one short journal row, not for an AuditEvent and its index rows.
 - **Reads** (read, vread, search, history, operations), **refusals** (a write refused with 403,
   a read answered 404 because the resource is outside the caller's organisation) and **failed
-  authentications** (``record_failed_authentication``) are queued in memory and written in
-  batches, one write transaction per batch, by a background thread every ``flush_seconds``
-  and at ``close()``; a read therefore never waits for the write lock. If the process is
-  killed (SIGKILL, power loss) the events still queued are lost: at most the last
-  ``flush_seconds`` of reads, refusals and failed logins (writes are never lost).
-  Whether a read touched patient data is decided when the batch is written: a read of
-  Organizations only leaves no event.
+  authentications** (``record_failed_authentication``) are queued in memory and written by the
+  same flush, every ``flush_seconds`` and at ``close()``; a read therefore never waits for the
+  write lock. If the process is killed (SIGKILL, power loss) the events still queued are lost:
+  at most the last ``flush_seconds`` of reads, refusals and failed logins (writes are never
+  lost: their records are in the journal). Whether a read touched patient data is decided when
+  the batch is written: a read of Organizations only leaves no event.
 - Every authenticated caller is audited, unrestricted clients (bound to no organisation)
   included; only the server's own jobs and ``serve --no-auth`` (``identity.audited`` False) are
   not: there is no authenticated agent to record.
@@ -37,7 +40,6 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -51,7 +53,9 @@ from fhir_server.auth.identity import Identity
 from fhir_server.search.indexer import Indexer
 from fhir_server.services.resources import instant, now_utc
 from fhir_server.storage import access as tables
+from fhir_server.storage import audit_journal as journal
 from fhir_server.storage.engine import Database, at_database_commit, transaction_state
+from fhir_server.storage.ids import new_resource_id
 from fhir_server.storage.store import ResourceStore
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 CLIENT_SYSTEM = "https://county-fhir.example.org/fhir/sid/client-id"
 MAX_RESOURCE_ENTITIES = 100
 MAX_QUEUED = 100_000
+JOURNAL_BATCH = 500  # journal records per flush transaction: bounds how long it holds the write lock
 _PENDING_WRITES = "audit.pending_writes"  # key in the write transaction's state
 ACTIONS = {"create": "C", "read": "R", "vread": "R", "update": "U", "patch": "U", "delete": "D"}
 
@@ -84,6 +89,7 @@ class Access:
     query: str | None = None
     address: str | None = None
     description: str | None = None
+    ended: datetime | None = None  # merged journal records: when the last change was committed
 
 
 class AuditTrail:
@@ -125,19 +131,18 @@ class AuditTrail:
         return state[_PENDING_WRITES]
 
     def _write_changes(self, conn: Connection, writes: list[dict]) -> None:
-        """The events of the changes of every write the database transaction carries, written
-        just before it commits: writes that share a commit share their events."""
+        """The audit records of every write the database transaction carries, into the journal
+        just before it commits: one record per caller and interaction."""
         merged: dict[tuple, list] = {}
         for state in writes:
             for key, changes in state.get(_PENDING_WRITES, {}).items():
                 merged.setdefault(key, []).extend(changes)
-        when = now_utc()
-        self._write(conn, [
-            Access(subject, organization, interaction, "0", when, [r for r, _ in part],
-                   set().union(*(p for _, p in part)))
-            for (subject, organization, interaction), changes in merged.items()
-            for part in _chunks(changes, MAX_RESOURCE_ENTITIES)
-        ])
+        recorded = instant(now_utc())
+        journal.append(conn, [orjson.dumps({
+            "subject": subject, "organization": organization, "interaction": interaction, "recorded": recorded,
+            "changes": [[rtype, rid, sorted(patients)] for (rtype, rid), patients in changes],
+        }) for (subject, organization, interaction), changes in merged.items()])
+        self._start_flushing()
 
     # ---- queued: reads, refusals, failed logins ------------------------------------------------
     def read(self, identity: Identity, interaction: str, resources: Iterable[tuple[str, str]],
@@ -169,7 +174,11 @@ class AuditTrail:
                     log.error("audit queue full: %d events dropped so far", self.dropped)
                 return
             self._queue.append(access)
-            if self._thread is None:
+        self._start_flushing()
+
+    def _start_flushing(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(target=self._run, name="audit-flush", daemon=True)
                 self._thread.start()
 
@@ -184,23 +193,34 @@ class AuditTrail:
             log.exception("writing queued audit events failed; they are kept for the next try")
 
     def flush(self) -> int:
-        """Write every queued event now (one transaction); returns how many were written."""
+        """Write every queued event and every journal record as AuditEvents now; returns how
+        many events were written."""
         with self._flushing:
             with self._lock:
                 batch, self._queue = self._queue, []
-            if not batch:
-                return 0
+            written = 0
             try:
-                with self.db.write() as conn:
-                    self._resolve_patients(conn, batch)
-                    kept = [a for a in batch if a.patients or a.interaction == "login"]
-                    self._write(conn, kept)
+                while True:
+                    if not batch:
+                        with self.db.read() as conn:
+                            if not journal.has_records(conn):
+                                break
+                    with self.db.write() as conn:
+                        taken = journal.take(conn, JOURNAL_BATCH)
+                        self._resolve_patients(conn, batch)
+                        events = _merged_writes([orjson.loads(record) for _, record in taken])
+                        events += [a for a in batch if a.patients or a.interaction == "login"]
+                        self._write(conn, events)
+                        journal.remove(conn, [record_id for record_id, _ in taken])
+                    batch, written = [], written + len(events)
+                    if len(taken) < JOURNAL_BATCH:
+                        break
             except BaseException:
                 with self._lock:
                     self._queue[:0] = batch
                 raise
-            log.debug("audit: %d queued events written", len(kept))
-            return len(kept)
+            log.debug("audit: %d events written", written)
+            return written
 
     def close(self) -> None:
         """Stop the background thread and write what is still queued (at shutdown)."""
@@ -226,7 +246,7 @@ class AuditTrail:
         for access in batch:
             event = self.event(access)
             when = now_utc()
-            event_id = str(uuid.uuid4())
+            event_id = new_resource_id()
             event = {"resourceType": "AuditEvent", "id": event_id,
                      "meta": {"versionId": "1", "lastUpdated": instant(when)}, **event}
             pid = self.store.insert(conn, "AuditEvent", event_id, orjson.dumps(event), when)
@@ -247,6 +267,8 @@ class AuditTrail:
             "type": kind, "subtype": [subtype], "action": action, "recorded": instant(access.recorded),
             "outcome": access.outcome,
         }
+        if access.ended and access.ended != access.recorded:
+            event["period"] = {"start": instant(access.recorded), "end": instant(access.ended)}
         if access.description:
             event["outcomeDesc"] = access.description
         event["agent"] = self._agents(access)
@@ -299,6 +321,22 @@ def record_failed_authentication(trail: AuditTrail, *, client_id: str | None, re
     without secrets or tokens, ``address`` the caller's IP address. Queued like reads.
     """
     trail.failed_authentication(client_id, reason, address)
+
+
+def _merged_writes(records: list[dict]) -> list[Access]:
+    """The events of journal records: one per caller and interaction, with up to
+    ``MAX_RESOURCE_ENTITIES`` resources each, recorded when the first change was committed."""
+    merged: dict[tuple, list[dict]] = {}
+    for record in records:
+        merged.setdefault((record["subject"], record["organization"], record["interaction"]), []).append(record)
+    events = []
+    for (subject, organization, interaction), group in merged.items():
+        changes = [change for record in group for change in record["changes"]]
+        first, last = (datetime.fromisoformat(group[i]["recorded"].removesuffix("Z")) for i in (0, -1))
+        for part in _chunks(changes, MAX_RESOURCE_ENTITIES):
+            events.append(Access(subject, organization, interaction, "0", first, [(t, i) for t, i, _ in part],
+                                 set().union(*(p for _, _, p in part)), ended=last))
+    return events
 
 
 def _chunks(items: list, size: int) -> list[list]:

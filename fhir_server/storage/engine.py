@@ -46,7 +46,7 @@ def at_database_commit(conn: Connection) -> dict:
     write commits, as ``callback(conn, states)``: ``states`` are the ``transaction_state`` of
     every write it carries that succeeded (several under SQLite's group commit, else one).
 
-    For work worth sharing between concurrent writes (one AuditEvent for a batch). A callback
+    For work worth sharing between concurrent writes (one audit record for a batch). A callback
     may write through ``conn``; its own ``before_commit`` callables run after it. If it fails,
     every write of the batch fails: nothing is committed.
     """

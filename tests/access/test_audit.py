@@ -1,5 +1,5 @@
 """Audit: every read, search and write of patient data and every refusal leaves an AuditEvent;
-writes in their own transaction, reads in batches; only auditors read them, nobody changes
+writes through a journal committed with them, reads in batches; only auditors read them, nobody changes
 them; and no resident ID number or name reaches the logs."""
 
 from __future__ import annotations
@@ -62,25 +62,80 @@ def test_reads_searches_writes_and_refusals_are_audited(as_, server):
         check_resource(event, "AuditEvent")  # valid FHIR R4 AuditEvents
 
 
-def test_a_write_is_audited_in_its_own_transaction(as_, server):
-    """The create's event is there before any batch of queued events is written; a write that
-    rolls back leaves no success event."""
+def _journal(server) -> list[dict]:
+    import orjson
+
+    from fhir_server.storage import audit_journal
+
+    with server.db.read() as conn:
+        return [orjson.loads(record) for _, record in audit_journal.take(conn, 1000)]
+
+
+def test_a_write_commits_its_audit_record_with_it_and_a_flush_makes_it_an_event(as_, server):
+    """The write's record is in the journal when the write returns, before any flush; a write
+    that rolls back leaves none; the flush turns the records into events and empties the journal."""
     township, auditor = as_("township"), as_("auditor")
     updated = {**township.get("Patient/p-a2").json(), "gender": "male"}
-    # hold the batch writer (queued reads wait): only the writes' own events can appear
-    with server.audit._flushing:
+    server.audit.flush()
+    with server.audit._flushing:  # no flush can run: only the writes' own journal records appear
         assert township.put("Patient/p-a2", json=updated).status_code == 200
         assert township.delete("Condition/cond-a2").status_code == 200
-        found = {summary(e)[:3] for e in events(auditor, "patient=Patient/p-a2")}
-    assert found == {("update", "U", "0"), ("delete", "D", "0")}
-    transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": observation("t-a2", "p-a2"), "request": {"method": "POST", "url": "Observation"}},
-        {"resource": observation("t-b1", "p-b1"), "request": {"method": "POST", "url": "Observation"}},
-    ]}
-    assert township.post("", json=transaction).status_code == 403
+        transaction = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"resource": observation("t-a2", "p-a2"), "request": {"method": "POST", "url": "Observation"}},
+            {"resource": observation("t-b1", "p-b1"), "request": {"method": "POST", "url": "Observation"}},
+        ]}
+        assert township.post("", json=transaction).status_code == 403  # rolled back
+        records = _journal(server)
+        assert [(r["interaction"], r["changes"]) for r in records] == [
+            ("update", [["Patient", "p-a2", ["p-a2"]]]),
+            ("delete", [["Condition", "cond-a2", ["p-a2"]]]),
+        ]
+        assert {r["organization"] for r in records} == {"Organization/th-a"}
+        assert events(auditor, "patient=Patient/p-a2&action=C,U,D") == []
     server.audit.flush()
-    creates = {summary(e)[2] for e in events(auditor, "patient=Patient/p-a2&subtype=create")}
-    assert creates == set()  # the rolled-back create of t-a2 left nothing
+    found = {summary(e)[:3] for e in events(auditor, "patient=Patient/p-a2&action=C,U,D")}
+    assert found == {("update", "U", "0"), ("delete", "D", "0")}  # the rolled-back create left nothing
+    assert _journal(server) == []
+
+
+def test_records_a_flush_takes_together_make_one_event_per_caller_and_interaction(as_, server):
+    county, auditor = as_("county"), as_("auditor")
+    server.audit.flush()
+    with server.audit._flushing:
+        for name in ("m-1", "m-2"):
+            assert county.put(f"Observation/{name}", json=observation(name, "p-a1")).status_code == 201
+            time.sleep(0.002)
+    server.audit.flush()
+    [event] = events(auditor, "patient=Patient/p-a1&subtype=create")
+    assert summary(event)[3:] == (frozenset({"Patient/p-a1"}), frozenset({"Observation/m-1", "Observation/m-2"}))
+    assert event["recorded"] == event["period"]["start"] < event["period"]["end"]
+
+
+def test_records_left_by_a_killed_process_become_events_when_the_next_one_starts(settings, county):
+    """A process killed between a write's commit and the flush leaves its record in the journal
+    (nothing lost); the next server's start writes the event, once, even if two start together."""
+    from fhir_server.server import Server
+
+    hospital = identity("county")
+    stopped = Server(settings)
+    stopped.audit._stop.set()  # no flush thread, and close() below is not called: as after SIGKILL
+    stopped.resources.create(observation("left", "p-b1"), res_type="Observation", res_id="left", identity=hospital)
+    assert [r["interaction"] for r in _journal(stopped)] == ["create"]
+    stopped.db.dispose()
+    started: list[Server] = []
+    threads = [threading.Thread(target=lambda: started.append(Server(settings))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        auditor = Identity("a", "Organization/bureau", ("system/AuditEvent.rs",))
+        request = started[0].search.parse("AuditEvent", [("entity", "Observation/left")])
+        assert len(started[0].search.search(request, identity=auditor).matches) == 1
+        assert _journal(started[0]) == []
+    finally:
+        for server in started:
+            server.close()
 
 
 def test_a_transaction_leaves_one_event_per_interaction_naming_every_patient_and_resource(as_, server):
@@ -124,6 +179,7 @@ def test_writes_that_share_a_commit_share_their_events_and_a_failed_one_is_left_
             time.sleep(0.01)
     for thread in others:
         thread.join()
+    server.audit.flush()
     found = [summary(e) for e in events(as_("auditor"), "patient=Patient/p-a1&subtype=create")]
     assert found == [("create", "C", "0", frozenset({"Patient/p-a1"}),
                       frozenset({"Observation/shared-1", "Observation/shared-2"}))]

@@ -252,6 +252,7 @@ def test_the_resources_are_written_as_the_sending_system_and_audited(server, aud
     outcome = InboundPipeline(server).receive(oru_bytes("AUDIT-W1"))
     assert outcome.status == "processed", outcome.problems
     patient = next(r for r in outcome.resources if r.startswith("Patient/")).rsplit("/_history", 1)[0]
+    server.audit.flush()  # the writes' records become AuditEvents
     bundle = auditor.get("/fhir/AuditEvent", params={"patient": patient, "_count": "100"}).json()
     agents = {a["who"]["identifier"]["value"] for e in bundle["entry"] for a in e["resource"]["agent"]
               if "identifier" in a.get("who", {})}
