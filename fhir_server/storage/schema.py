@@ -127,8 +127,11 @@ idx_quantity = _index_table(
     Column("value", Float, nullable=False),
     Column("canonical_code", String(64), nullable=True),  # UCUM canonical unit, if convertible
     Column("canonical_value", Float, nullable=True),
-    indexes=(("sp", "code", "value"), ("sp", "canonical_code", "canonical_value")),
+    indexes=(("sp", "canonical_code", "canonical_value"),),
 )
+# Rows in a unit without a canonical form only: the others are searched canonically (index/quantity.py)
+Index("ix_idx_quantity_sp_code_value", idx_quantity.c.sp, idx_quantity.c.code, idx_quantity.c.value,
+      sqlite_where=idx_quantity.c.canonical_code.is_(None), postgresql_where=idx_quantity.c.canonical_code.is_(None))
 
 idx_reference = _index_table(
     "reference",

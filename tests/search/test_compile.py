@@ -380,6 +380,10 @@ def mini(registry) -> MiniStore:
     store.add(glucose("glu-wang", "1558-6", 140, "mg/dL"))
     store.add(glucose("glu-li", "14771-0", 5.2, "mmol/L"))
     store.add(glucose("glu-zhang", "14771-0", 8.1, "mmol/L"))
+    # a systolic pressure as a local system sends it (unit text, no system) and a local unit
+    store.add({**glucose("sbp-text", "8480-6", 150, "mmHg"), "valueQuantity": {"value": 150, "unit": "mmHg"}})
+    store.add({**glucose("packs", "8664-9", 3, "pack"),
+               "valueQuantity": {"value": 3, "unit": "包", "system": "http://county.example.cn/units", "code": "pack"}})
     for rid, probability in [("ra-high", 99.6), ("ra-edge", 99.4), ("ra-low", 0.25)]:
         store.add({"resourceType": "RiskAssessment", "id": rid, "status": "final",
                    "subject": {"reference": "Patient/wang"}, "prediction": [{"probabilityDecimal": probability}]})
@@ -433,9 +437,34 @@ def test_number_precision_and_prefixes(mini, query, expected):
     (f"value-quantity=140|{UCUM}|mg/dL", {"glu-wang"}),
     ("value-quantity=5.2||mmol/L", {"glu-li"}),
     (f"value-quantity=gt1|{UCUM}|g/L", {"glu-wang", "glu-zhang"}),  # 1.4 g/L; 8.1 mmol/L = 1.46 g/L
+    # "mmHg" without a system is read as mm[Hg], as the index reads a stored unit
+    ("value-quantity=gt140||mmHg", {"sbp-text"}),
+    (f"value-quantity=gt19|{UCUM}|kPa", {"sbp-text"}),  # 150 mmHg is 20.0 kPa
+    ("value-quantity=3|http://county.example.cn/units|pack", {"packs"}),  # a local unit: compared as sent
+    ("value-quantity=3||pack", {"packs"}),
+    ("value-quantity=3", {"packs"}),
 ])
 def test_quantity_compares_across_units(mini, query, expected):
     assert mini.ids("Observation", query) == expected
+
+
+def test_a_local_unit_is_searched_among_the_rows_without_a_canonical_unit_only(mini):
+    """Rows in a UCUM unit are only in the canonical index; the partial (sp, code, value) index
+    holds the others, and a search in a local unit reads only those (before, every quantity row
+    of the parameter)."""
+    if mini.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's plan")
+    stmt = mini.compiler.page(request(mini.registry, "Observation", "value-quantity=gt2|http://county.example.cn/units|pack"))
+    sql = str(stmt.compile(mini.engine, compile_kwargs={"literal_binds": True}))
+    with mini.engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        in_partial = conn.exec_driver_sql(
+            "SELECT count(*) FROM idx_quantity INDEXED BY ix_idx_quantity_sp_code_value "
+            "WHERE canonical_code IS NULL").scalar()
+        uncanonical = conn.exec_driver_sql("SELECT count(*) FROM idx_quantity WHERE canonical_code IS NULL").scalar()
+        total = conn.exec_driver_sql("SELECT count(*) FROM idx_quantity").scalar()
+    assert "canonical_code=?" in plan or "ix_idx_quantity_sp_code_value" in plan, plan
+    assert 0 < in_partial == uncanonical < total  # the packs' rows, not the glucose and pressures
 
 
 @pytest.mark.parametrize(("query", "expected"), [

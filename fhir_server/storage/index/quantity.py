@@ -1,5 +1,9 @@
 """Quantity index: the value as sent, plus its canonical UCUM form for cross-unit search.
 
+A row whose unit has a canonical form is searched through ``(sp, canonical_code,
+canonical_value)`` only; ``(sp, code, value)`` is a partial index of the other rows (local
+units), so that a quantity in a UCUM unit costs one index insert, not two.
+
 The canonical form lets ``value-quantity=gt7|http://unitsofmeasure.org|mmol/L`` find a glucose
 sent as 140 mg/dL: a concentration of an analyte with a known molar mass is indexed both as
 mass and as substance concentration (see ``fhir_server.search.units``). ``analyte`` is the LOINC
@@ -63,11 +67,12 @@ def condition(t, value, modifier):
         raise InvalidRequest(f"Quantity value {value.raw!r} must be number or number|system|code")
     number = parse_number(parts[0], "quantity")
     system, code = (parts[1], parts[2]) if len(parts) == 3 else ("", "")
-    ucum = code and system in ("", UCUM)
-    canonical_unit = canonicalize(1.0, code) if ucum else None
+    # the unit read as the index reads a stored one (ucum_code): "mmHg" without a system is mm[Hg]
+    ucum_unit = (code if system == UCUM else to_ucum(code)) if code and system in ("", UCUM) else None
+    canonical_unit = canonicalize(1.0, ucum_unit) if ucum_unit else None
     if canonical_unit is not None:
         def to_canonical(x: float) -> float:
-            return canonicalize(x, code).value
+            return canonicalize(x, ucum_unit).value
 
         return and_(t.c.canonical_code == clip(canonical_unit.code, 64),
                     number_condition(t.c.canonical_value, value, number, convert=to_canonical))
@@ -75,7 +80,9 @@ def condition(t, value, modifier):
     if code:
         unit = clip(code, 64)  # as indexed
         unit_match = or_(t.c.code == unit, and_(t.c.code.is_(None), t.c.unit == unit))
-        condition = and_(condition, unit_match)
+        # a unit without a canonical form here had none when indexed either: the rows are those
+        # the partial index on (sp, code, value) holds
+        condition = and_(condition, unit_match, t.c.canonical_code.is_(None))
     if system:
         condition = and_(condition, t.c.system == clip(system))
     return condition
