@@ -31,7 +31,7 @@ def load_county(server, patients: int, seed: int, jobs: int = 1,
 
     ``progress`` is called with the number of residents written so far.
     """
-    jobs = 1 if server.db.url.database in (None, "", ":memory:") else max(1, jobs)
+    jobs = max(1, jobs)
     written = 0
     batches = generate_county(patients, seed=seed)
     written += write_batch(server, next(batches))  # the network, before any resident

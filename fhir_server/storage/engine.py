@@ -105,9 +105,9 @@ class Database:
                 max_overflow=16,
             )
             _configure_sqlite(self.engine)
-            path = self.url.database
-            lock_path = f"{path}.write-lock" if path and path != ":memory:" else None
-            self._group_commit = GroupCommit(self.engine, _TX_STATE, finish_database_transaction, lock_path)
+            # writers of every process sharing the file take turns through a lock beside it
+            self._group_commit = GroupCommit(self.engine, _TX_STATE, finish_database_transaction,
+                                             f"{self.url.database}.write-lock")
         else:
             # JIT compilation costs tens of milliseconds per query: a loss for short FHIR queries
             self.engine = create_engine(

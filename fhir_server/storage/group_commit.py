@@ -33,13 +33,13 @@ class _Batch:
 
 class GroupCommit:
     def __init__(self, engine: Engine, state_key: str, finish: Callable[[Connection, list[dict]], None],
-                 lock_path: str | None = None):
+                 lock_path: str):
         self.engine = engine
         self.finish = finish  # runs the batch's shared work just before its commit
         self.state_key = state_key  # where a writer's transaction state lives in conn.info
         # Server processes sharing the file take turns through a lock the kernel queues,
         # rather than SQLite's busy-wait (which sleeps and retries).
-        self._file_lock = _FileLock(lock_path) if lock_path else None
+        self._file_lock = _FileLock(lock_path)
         self._turn = threading.Lock()  # one writer uses the shared connection at a time
         self._waiting = 0
         self._waiting_lock = threading.Lock()
@@ -87,16 +87,14 @@ class GroupCommit:
             callback()
 
     def _open(self) -> _Batch:
-        if self._file_lock:
-            self._file_lock.acquire()
+        self._file_lock.acquire()
         try:
             if self._conn is None:
                 self._conn = self.engine.connect()
             self._conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:
             self._discard_connection()
-            if self._file_lock:
-                self._file_lock.release()
+            self._file_lock.release()
             raise
         self._batch = _Batch(self._conn)
         return self._batch
@@ -116,8 +114,7 @@ class GroupCommit:
                 batch.conn.rollback()
             self._discard_connection()
         finally:
-            if self._file_lock:
-                self._file_lock.release()
+            self._file_lock.release()
             batch.committed.set()
 
     def _discard_connection(self) -> None:
