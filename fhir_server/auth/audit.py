@@ -107,6 +107,7 @@ class AuditTrail:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.dropped = 0
+        self._unreadable: set[int] = set()  # journal records this process could not read
 
     # ---- writes: in the write transaction ------------------------------------------------------
     def on_change(self, conn: Connection, before: dict | None, after: dict | None) -> None:
@@ -203,15 +204,16 @@ class AuditTrail:
                 while True:
                     if not batch:
                         with self.db.read() as conn:
-                            if not journal.has_records(conn):
+                            if not journal.has_records(conn, skip=self._unreadable):
                                 break
                     with self.db.write() as conn:
-                        taken = journal.take(conn, JOURNAL_BATCH)
+                        taken = journal.take(conn, JOURNAL_BATCH, skip=self._unreadable)
                         self._resolve_patients(conn, batch)
-                        events = _merged_writes([orjson.loads(record) for _, record in taken])
+                        records = self._readable(taken)
+                        events = _merged_writes([record for _, record in records])
                         events += [a for a in batch if a.patients or a.interaction == "login"]
                         self._write(conn, events)
-                        journal.remove(conn, [record_id for record_id, _ in taken])
+                        journal.remove(conn, [record_id for record_id, _ in records])
                     batch, written = [], written + len(events)
                     if len(taken) < JOURNAL_BATCH:
                         break
@@ -221,6 +223,20 @@ class AuditTrail:
                 raise
             log.debug("audit: %d events written", written)
             return written
+
+    def _readable(self, taken: list[tuple[int, bytes]]) -> list[tuple[int, dict]]:
+        """The journal records that can be read. One that cannot (written by another version of
+        the server, damaged) stays in the journal, named in the log, and is skipped from then
+        on in this process: it must not stop the records behind it."""
+        readable = []
+        for record_id, raw in taken:
+            try:
+                readable.append((record_id, _journal_record(raw)))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("audit journal record %d cannot be read (%s); it is kept and skipped",
+                          record_id, type(exc).__name__)
+                self._unreadable.add(record_id)
+        return readable
 
     def close(self) -> None:
         """Stop the background thread and write what is still queued (at shutdown)."""
@@ -321,6 +337,15 @@ def record_failed_authentication(trail: AuditTrail, *, client_id: str | None, re
     without secrets or tokens, ``address`` the caller's IP address. Queued like reads.
     """
     trail.failed_authentication(client_id, reason, address)
+
+
+def _journal_record(raw: bytes) -> dict:
+    """A journal record (as ``_write_changes`` writes it), its shape checked."""
+    record = orjson.loads(raw)
+    datetime.fromisoformat(record["recorded"].removesuffix("Z"))
+    changes = [[str(rtype), str(rid), [str(p) for p in patients]] for rtype, rid, patients in record["changes"]]
+    return {"subject": record["subject"], "organization": record["organization"],
+            "interaction": str(record["interaction"]), "recorded": record["recorded"], "changes": changes}
 
 
 def _merged_writes(records: list[dict]) -> list[Access]:

@@ -111,6 +111,32 @@ def test_records_a_flush_takes_together_make_one_event_per_caller_and_interactio
     assert event["recorded"] == event["period"]["start"] < event["period"]["end"]
 
 
+def test_an_unreadable_journal_record_is_kept_and_does_not_stop_the_others(as_, server, caplog):
+    """A record this server cannot read (another version wrote it, or it is damaged) stays in
+    the journal, named in the log, and the records behind it still become events."""
+    from fhir_server.storage import audit_journal
+
+    server.audit.flush()
+    with server.db.write() as conn:
+        audit_journal.append(conn, [b"not json", b'{"subject": "x"}'])
+    try:
+        assert as_("county").put("Observation/after", json=observation("after", "p-a1")).status_code == 201
+        with caplog.at_level(logging.ERROR, logger="fhir_server.auth.audit"):
+            server.audit.flush()
+            server.audit.flush()  # the unreadable ones are skipped, not retried in a loop
+        [event] = events(as_("auditor"), "entity=Observation/after")
+        assert summary(event)[:3] == ("create", "C", "0")
+        with server.db.read() as conn:
+            kept = [record for _, record in audit_journal.take(conn, 10)]
+        assert kept == [b"not json", b'{"subject": "x"}']
+        logged = [r.getMessage() for r in caplog.records]
+        assert len(logged) == 2 and all("cannot be read" in m for m in logged)
+    finally:  # the suite empties the tables between tests, and PostgreSQL then gives the ids again
+        with server.db.write() as conn:
+            audit_journal.remove(conn, sorted(server.audit._unreadable))
+        server.audit._unreadable.clear()
+
+
 def test_records_left_by_a_killed_process_become_events_when_the_next_one_starts(settings, county):
     """A process killed between a write's commit and the flush leaves its record in the journal
     (nothing lost); the next server's start writes the event, once, even if two start together."""

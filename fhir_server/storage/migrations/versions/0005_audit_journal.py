@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column('id', _PID, autoincrement=True, nullable=False),
         sa.Column('record', sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint('id'),
+        sqlite_autoincrement=True,
     )
 
 
