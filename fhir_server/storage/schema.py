@@ -140,9 +140,12 @@ idx_reference = _index_table(
     Column("url", String(512), nullable=True),  # absolute or canonical references
     Column("identifier_system", String(256), nullable=True),  # Reference.identifier, for :identifier
     Column("identifier_value", String(256), nullable=True),
-    indexes=(("sp", "target_id", "target_type"), ("target_id", "target_type"), ("sp", "url"),
-             ("sp", "identifier_value")),
+    indexes=(("sp", "target_id", "target_type"), ("target_id", "target_type")),
 )
+# Partial: most references are Type/id, and their rows have neither a url nor an identifier
+for _column in (idx_reference.c.url, idx_reference.c.identifier_value):
+    Index(f"ix_idx_reference_sp_{_column.name}", idx_reference.c.sp, _column,
+          sqlite_where=_column.isnot(None), postgresql_where=_column.isnot(None))
 
 idx_uri = _index_table(
     "uri",

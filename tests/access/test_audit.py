@@ -137,31 +137,33 @@ def test_an_unreadable_journal_record_is_kept_and_does_not_stop_the_others(as_, 
         server.audit._unreadable.clear()
 
 
-def test_records_left_by_a_killed_process_become_events_when_the_next_one_starts(settings, county):
+def test_records_left_by_a_killed_process_become_events_when_the_next_one_starts(settings, county, server):
     """A process killed between a write's commit and the flush leaves its record in the journal
     (nothing lost); the next server's start writes the event, once, even if two start together."""
     from fhir_server.server import Server
 
     hospital = identity("county")
-    stopped = Server(settings)
-    stopped.audit._stop.set()  # no flush thread, and close() below is not called: as after SIGKILL
-    stopped.resources.create(observation("left", "p-b1"), res_type="Observation", res_id="left", identity=hospital)
-    assert [r["interaction"] for r in _journal(stopped)] == ["create"]
-    stopped.db.dispose()
-    started: list[Server] = []
-    threads = [threading.Thread(target=lambda: started.append(Server(settings))) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with server.audit._flushing:  # the suite's own server must not flush the record meanwhile
+        stopped = Server(settings)
+        stopped.audit._stop.set()  # no flush thread, and close() below is not called: as after SIGKILL
+        stopped.resources.create(observation("left", "p-b1"), res_type="Observation", res_id="left",
+                                 identity=hospital)
+        assert [r["interaction"] for r in _journal(stopped)] == ["create"]
+        stopped.db.dispose()
+        started: list[Server] = []
+        threads = [threading.Thread(target=lambda: started.append(Server(settings))) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     try:
         auditor = Identity("a", "Organization/bureau", ("system/AuditEvent.rs",))
         request = started[0].search.parse("AuditEvent", [("entity", "Observation/left")])
         assert len(started[0].search.search(request, identity=auditor).matches) == 1
         assert _journal(started[0]) == []
     finally:
-        for server in started:
-            server.close()
+        for started_server in started:
+            started_server.close()
 
 
 def test_a_transaction_leaves_one_event_per_interaction_naming_every_patient_and_resource(as_, server):

@@ -392,6 +392,14 @@ def mini(registry) -> MiniStore:
                      ("q-underscore", "http://county.example.cn/fhir/Questionnaire/d_"),
                      ("q-other", "http://other.example.org/Questionnaire/htn")]:
         store.add({"resourceType": "Questionnaire", "id": qid, "status": "active", "url": url})
+    # answers: to a questionnaire by canonical URL (with a version) or by id; about a patient
+    # named by identifier only (a logical reference)
+    store.add({"resourceType": "QuestionnaireResponse", "id": "qr-htn", "status": "completed",
+               "questionnaire": "http://county.example.cn/fhir/Questionnaire/htn|2",
+               "subject": {"identifier": {"system": RID, "value": "110101195001011234"}}})
+    store.add({"resourceType": "QuestionnaireResponse", "id": "qr-dm", "status": "completed",
+               "questionnaire": "http://county.example.cn/fhir/Questionnaire/dm",
+               "subject": {"reference": "Patient/wang"}})
     return store
 
 
@@ -446,6 +454,28 @@ def test_number_precision_and_prefixes(mini, query, expected):
 ])
 def test_quantity_compares_across_units(mini, query, expected):
     assert mini.ids("Observation", query) == expected
+
+
+@pytest.mark.parametrize(("query", "expected", "index"), [
+    ("questionnaire=http://county.example.cn/fhir/Questionnaire/htn", {"qr-htn"}, "ix_idx_reference_sp_url"),
+    ("questionnaire=http://county.example.cn/fhir/Questionnaire/dm", {"qr-dm"}, "ix_idx_reference_sp_url"),
+    (f"subject:identifier={RID}|110101195001011234", {"qr-htn"}, "ix_idx_reference_sp_identifier_value"),
+    ("subject:identifier=110101195001011234", {"qr-htn"}, "ix_idx_reference_sp_identifier_value"),
+    ("subject=Patient/wang", {"qr-dm"}, "ix_idx_reference_sp_target_id_target_type"),
+])
+def test_references_by_url_and_identifier_are_found_through_partial_indexes(mini, query, expected, index):
+    """(sp, url) and (sp, identifier_value) hold only the rows that have one: most references
+    are Type/id and cost those indexes nothing."""
+    assert mini.ids("QuestionnaireResponse", [tuple(query.split("=", 1))]) == expected
+    stmt = mini.compiler.page(request(mini.registry, "QuestionnaireResponse", [tuple(query.split("=", 1))]))
+    sql = str(stmt.compile(mini.engine, compile_kwargs={"literal_binds": True}))
+    with mini.engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+        with_url = conn.exec_driver_sql(
+            "SELECT count(*) FROM idx_reference INDEXED BY ix_idx_reference_sp_url WHERE url IS NOT NULL").scalar()
+        total = conn.exec_driver_sql("SELECT count(*) FROM idx_reference").scalar()
+    assert index in plan, plan
+    assert 0 < with_url < total
 
 
 def test_a_local_unit_is_searched_among_the_rows_without_a_canonical_unit_only(mini):

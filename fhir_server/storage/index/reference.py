@@ -76,7 +76,8 @@ def condition(t, value, modifier, base_url: str = ""):
     if rid is None and (url is None or _BARE_ID.fullmatch(raw)):
         rid, url = raw, None  # a bare id: patient=123 or subject:Patient=123
     if url is not None:
-        return or_(t.c.url == url[:512], t.c.url.startswith(url + "|", autoescape=True))
+        # "IS NOT NULL" lets the planner use the partial (sp, url) index through the OR
+        return and_(t.c.url.isnot(None), or_(t.c.url == url[:512], t.c.url.startswith(url + "|", autoescape=True)))
     condition = t.c.target_id == rid
     # subject=Patient/1 and subject:Patient=1 both name the type; subject:Patient=Group/1 matches nothing
     for wanted_type in {rtype, modifier if modifier and modifier[0].isupper() else None} - {None}:
