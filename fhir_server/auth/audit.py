@@ -340,16 +340,16 @@ def record_failed_authentication(trail: AuditTrail, *, client_id: str | None, re
 
 
 def _journal_record(raw: bytes) -> dict:
-    """A journal record (as ``_write_changes`` writes it), its shape checked."""
+    """A journal record (as ``_write_changes`` writes it), its shape checked and its time read."""
     record = orjson.loads(raw)
-    datetime.fromisoformat(record["recorded"].removesuffix("Z"))
+    recorded = datetime.fromisoformat(record["recorded"].removesuffix("Z"))
     changes = [[str(rtype), str(rid), [str(p) for p in patients]] for rtype, rid, patients in record["changes"]]
     return {"subject": record["subject"], "organization": record["organization"],
-            "interaction": str(record["interaction"]), "recorded": record["recorded"], "changes": changes}
+            "interaction": str(record["interaction"]), "recorded": recorded, "changes": changes}
 
 
 def _merged_writes(records: list[dict]) -> list[Access]:
-    """The events of journal records: one per caller and interaction, with up to
+    """The events of journal records (read by ``_journal_record``): one per caller and interaction, with up to
     ``MAX_RESOURCE_ENTITIES`` resources each, recorded when the first change was committed."""
     merged: dict[tuple, list[dict]] = {}
     for record in records:
@@ -357,7 +357,7 @@ def _merged_writes(records: list[dict]) -> list[Access]:
     events = []
     for (subject, organization, interaction), group in merged.items():
         changes = [change for record in group for change in record["changes"]]
-        first, last = (datetime.fromisoformat(group[i]["recorded"].removesuffix("Z")) for i in (0, -1))
+        first, last = group[0]["recorded"], group[-1]["recorded"]
         for part in _chunks(changes, MAX_RESOURCE_ENTITIES):
             events.append(Access(subject, organization, interaction, "0", first, [(t, i) for t, i, _ in part],
                                  set().union(*(p for _, _, p in part)), ended=last))

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 metadata = MetaData()
 
@@ -84,9 +85,19 @@ def _index_table(kind: str, *columns: Column, indexes: tuple[tuple[str, ...], ..
         Column("pid", PidType, nullable=False),
         Column("grp", SmallInteger, nullable=True),
         *columns,
-        Index(f"ix_{name}_pid_sp", "pid", "sp"),  # per-row checks and replacing a resource's rows
-        *(Index(f"ix_{name}_{'_'.join(cols)}", *cols) for cols in indexes),
+        Index(_index_name(name, ("pid", "sp")), "pid", "sp"),  # per-row checks and replacing a resource's rows
+        *(Index(_index_name(name, cols), *cols) for cols in indexes),
     )
+
+
+def _index_name(table: str, columns: tuple[str, ...]) -> str:
+    return f"ix_{table}_{'_'.join(columns)}"
+
+
+def _partial_index(table: Table, columns: tuple[str, ...], where: ColumnElement) -> Index:
+    """An index of ``table``'s rows that meet ``where`` only."""
+    return Index(_index_name(table.name, columns), *(table.c[c] for c in columns),
+                 sqlite_where=where, postgresql_where=where)
 
 
 idx_string = _index_table(
@@ -130,8 +141,7 @@ idx_quantity = _index_table(
     indexes=(("sp", "canonical_code", "canonical_value"),),
 )
 # Rows in a unit without a canonical form only: the others are searched canonically (index/quantity.py)
-Index("ix_idx_quantity_sp_code_value", idx_quantity.c.sp, idx_quantity.c.code, idx_quantity.c.value,
-      sqlite_where=idx_quantity.c.canonical_code.is_(None), postgresql_where=idx_quantity.c.canonical_code.is_(None))
+_partial_index(idx_quantity, ("sp", "code", "value"), idx_quantity.c.canonical_code.is_(None))
 
 idx_reference = _index_table(
     "reference",
@@ -143,9 +153,8 @@ idx_reference = _index_table(
     indexes=(("sp", "target_id", "target_type"), ("target_id", "target_type")),
 )
 # Partial: most references are Type/id, and their rows have neither a url nor an identifier
-for _column in (idx_reference.c.url, idx_reference.c.identifier_value):
-    Index(f"ix_idx_reference_sp_{_column.name}", idx_reference.c.sp, _column,
-          sqlite_where=_column.isnot(None), postgresql_where=_column.isnot(None))
+for _column in ("url", "identifier_value"):
+    _partial_index(idx_reference, ("sp", _column), idx_reference.c[_column].isnot(None))
 
 idx_uri = _index_table(
     "uri",

@@ -282,12 +282,13 @@ class ResourceStore:
         """Index rows in the driver's terms: work that needs no connection, so a writer can do
         it before its transaction."""
         encoded = []
-        converted: dict[int, list] = {}  # rows of several parameters share one values dict
+        converted: dict[tuple[str, int], list] = {}  # rows of several parameters share one values dict
         for row in rows:
-            values = converted.get(id(row.values))
+            key = (row.kind, id(row.values))
+            values = converted.get(key)
             if values is None:
                 target = _index_insert(self.dialect, row.kind)
-                values = converted[id(row.values)] = list(map(row.values.get, target.columns))
+                values = converted[key] = list(map(row.values.get, target.columns))
                 for position, convert in target.converters:
                     if values[position] is not None:
                         values[position] = convert(values[position])
