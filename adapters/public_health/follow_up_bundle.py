@@ -62,7 +62,7 @@ from fhir_server.demo.datatypes import concept
 from fhir_server.errors import FhirError
 from fhir_server.settings import PROJECT_ROOT
 
-__all__ = ["to_bundle", "build", "FollowUpBundle", "record_identifier", "resource_id",
+__all__ = ["to_bundle", "build", "urgent_referral", "FollowUpBundle", "record_identifier", "resource_id",
            "RECORD_SYSTEM", "ITEM_SYSTEM", "NEXT_VISIT_CODE", "ATC", "INSULIN_ATC"]
 
 RECORD_SYSTEM = f"{codes.LOCAL_BASE}/sid/public-health-follow-up"
@@ -130,15 +130,34 @@ def build(server, conn: Connection, record: FollowUpRecord, identity: Identity =
     return _Builder(server, conn, record, context, identity, organizations, thresholds, care_plan).run()
 
 
+def urgent_referral(server, conn: Connection, record: FollowUpRecord, encounter_ref: str,
+                    observation_refs: dict[str, str], identity: Identity = SYSTEM,
+                    thresholds: Thresholds = DEFAULT_THRESHOLDS) -> FollowUpBundle:
+    """The urgent-referral ServiceRequest and Task of a visit another system recorded
+    (``encounter_ref``; ``observation_refs`` names its "bp" and "glucose" Observations), as a
+    transaction Bundle: empty when the record is not urgent or a referral exists. The ids are
+    those the import gives the same visit, so neither path writes the referral twice."""
+    context = gather(server, conn, record, identity)
+    builder = _Builder(server, conn, record, context, identity, OrganizationCache(), thresholds,
+                       encounter_ref=encounter_ref, observation_refs=observation_refs)
+    findings = urgent_findings(record, thresholds)
+    task = builder._urgent_referral(findings)
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": builder.entries}
+    return FollowUpBundle(bundle, encounter_ref.split("/")[-1], context, findings, task, builder.notes)
+
+
 class _Builder:
     def __init__(self, server, conn, record: FollowUpRecord, context: PatientContext, identity: Identity,
-                 organizations: OrganizationCache, thresholds: Thresholds, care_plan: bool = True):
+                 organizations: OrganizationCache, thresholds: Thresholds, care_plan: bool = True, *,
+                 encounter_ref: str | None = None, observation_refs: dict[str, str] | None = None):
         self.server, self.conn, self.record, self.ctx = server, conn, record, context
         self.update_care_plan = care_plan
         self.identity, self.organizations, self.thresholds = identity, organizations, thresholds
         self.key = record_identifier(record, context)
         self.encounter_id = resource_id(self.key)
-        self.enc_ref = f"Encounter/{self.encounter_id}"
+        # a visit recorded by another system keeps its own Encounter and Observations
+        self.enc_ref = encounter_ref or f"Encounter/{self.encounter_id}"
+        self.observation_refs = observation_refs
         self.day = record.visit_date.isoformat()
         self.entries: list[dict] = []
         self.notes: list[str] = []
@@ -588,12 +607,14 @@ class _Builder:
         }
         if priority:
             request["priority"] = priority
-        supporting = [s for s, cond in (("bp", self.record.sbp is not None),
-                                        ("glucose", self.record.fasting_glucose is not None)) if cond]
+        refs = self.observation_refs
+        if refs is None:
+            refs = {key: f"Observation/{self._ident(key)[1]}" for key, held in (
+                ("bp", self.record.sbp is not None), ("glucose", self.record.fasting_glucose is not None)) if held}
         if findings:
             wanted = {"urgent-blood-pressure": "bp", "urgent-glucose": "glucose"}
-            request["reasonReference"] = [{"reference": f"Observation/{self._ident(wanted[f.reason])[1]}"}
-                                          for f in findings if wanted[f.reason] in supporting]
+            request["reasonReference"] = [{"reference": refs[wanted[f.reason]]}
+                                          for f in findings if wanted[f.reason] in refs]
         self._put(request)
 
     def _task(self, suffix: str, sr_id: str, owner: dict, findings: list[Finding]) -> str:

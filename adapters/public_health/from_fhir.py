@@ -33,7 +33,7 @@ from adapters.public_health.patient_context import REFERRAL_CATEGORY, search_res
 from fhir_server.auth.identity import SYSTEM, Identity
 from fhir_server.demo import codes
 
-__all__ = ["from_fhir", "kinds_of", "FOLLOW_UP_TYPES"]
+__all__ = ["from_fhir", "kinds_of", "read_observation", "FOLLOW_UP_TYPES"]
 
 FOLLOW_UP_TYPES = {codes.ENCOUNTER_TYPES[k][0]: k for k in KINDS}
 _LOINC_FIELDS = {"29463-7": "weight_kg", "39156-5": "bmi", "8867-4": "heart_rate", "4548-4": "hba1c"}
@@ -67,7 +67,7 @@ def from_fhir(server, encounter: dict | str, kind: str | None = None, *, identit
     _encounter(server, conn, record, encounter, identity)
     enc_ref = f"Encounter/{encounter['id']}"
     for obs in search_resources(server, conn, "Observation", [("encounter", enc_ref)], identity, 200):
-        _observation(record, obs)
+        read_observation(record, obs)
     statements = search_resources(server, conn, "MedicationStatement", [("context", enc_ref)], identity, 100)
     _medications(record, statements)
     key = next((i.get("value") for i in encounter.get("identifier", []) if i.get("system") == RECORD_SYSTEM), None)
@@ -161,7 +161,8 @@ def _codings(concept: dict | None) -> list[dict]:
     return (concept or {}).get("coding", [])
 
 
-def _observation(record: FollowUpRecord, obs: dict) -> None:
+def read_observation(record: FollowUpRecord, obs: dict) -> None:
+    """Set the fields of ``record`` that one Observation of the visit carries."""
     if obs.get("status") in ("entered-in-error", "cancelled"):
         return
     value = (obs.get("valueQuantity") or {}).get("value")

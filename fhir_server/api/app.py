@@ -43,6 +43,7 @@ from fhir_server.errors import (
 from fhir_server.fhir.formats import JSON, response_format
 from fhir_server.server import Server
 from adapters.hl7v2.inbound_api import inbound_routes  # HL7 v2 inbound messages and replay (issue 5)
+from adapters.public_health import urgent_watch  # the urgent-finding rule for follow-ups posted here (issue 6)
 
 log = logging.getLogger(__name__)
 FHIR_PREFIX = "/fhir"
@@ -80,6 +81,7 @@ def create_app(server: Server) -> FastAPI:
             name=f"{route.method} {route.path}",
         ))
     app.router.routes.extend(inbound_routes(server, auth))  # /hl7v2/inbound (adapters/hl7v2/inbound_api.py)
+    urgent_watch.install(server)
     add_security_middleware(app, server.settings)
 
     @app.exception_handler(StarletteHTTPException)
