@@ -23,7 +23,7 @@ from adapters.public_health.cda.follow_up_document import (
 from adapters.public_health.cda.mapping import identifier_root
 from adapters.public_health.cda.parse import CdaDocumentError
 from adapters.public_health.cda.referral_document import KIND as REFERRAL, referral_from_fhir, referral_to_cda
-from adapters.public_health.cda.store_lookup import organization_code, sex_code_of
+from adapters.public_health.cda.store_lookup import organization_code, patient_contact, sex_code_of
 from adapters.public_health.from_fhir import from_fhir, kinds_of
 from fhir_server.auth.identity import SYSTEM, Identity
 
@@ -80,5 +80,6 @@ def export_follow_up(server, encounter_id: str, *, identity: Identity = SYSTEM,
         birth_date=(patient.get("birthDate") or "").replace("-", "") or None,
         organization_code=organization_code(provider),
         organization_name=(provider or {}).get("name"),
+        contact=patient_contact(patient),
     )
     return to_bytes(follow_up_to_cda(record, context, effective_time=_now()))

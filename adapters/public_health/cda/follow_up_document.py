@@ -5,7 +5,8 @@ CSV / Excel / JSON import reads (``adapters.public_health.follow_up_record``); t
 becomes FHIR by the one mapping that import uses (``follow_up_import.import_record``), and
 comes back from FHIR by ``from_fhir``. There is no second CDA-to-FHIR mapping to drift.
 
-Header (``mappings/cda/header.csv``): 姓名, 身份证号, 健康档案编号 (recordTarget), 随访医生
+Header (``mappings/cda/header.csv``): 姓名, 身份证号, 健康档案编号, 现住址 and 电话 (recordTarget;
+the address and telephone are written from the Patient, not stored on import), 随访医生
 (author/assignedPerson/name), the visit date (author/time), the organisation that did the
 follow-up (author/representedOrganization and custodian). Body: every other form field, one
 row per field in ``mappings/cda/sections/{hypertension,diabetes}-follow-up.csv``.
@@ -13,7 +14,7 @@ row per field in ``mappings/cda/sections/{hypertension,diabetes}-follow-up.csv``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from lxml import etree
 
@@ -32,8 +33,9 @@ RECORD_KINDS = {v: k for k, v in DOCUMENT_KINDS.items()}
 
 @dataclass
 class FollowUpContext:
-    """What the header carries beyond the form: the document id, the patient's sex and birth
-    date, the organisation that did the follow-up (filled by the export from FHIR)."""
+    """What the header carries beyond the form: the document id, the patient's sex, birth
+    date, address and telephone, the organisation that did the follow-up (filled by the export
+    from FHIR)."""
 
     document_id: str | None = None
     document_id_root: str | None = None
@@ -41,6 +43,7 @@ class FollowUpContext:
     birth_date: str | None = None  # yyyyMMdd
     organization_code: str | None = None
     organization_name: str | None = None
+    contact: dict[str, str] = field(default_factory=dict)  # DocumentHeader address / telephone fields
 
 
 def follow_up_to_cda(record: FollowUpRecord, context: FollowUpContext | None = None, *,
@@ -54,6 +57,7 @@ def follow_up_to_cda(record: FollowUpRecord, context: FollowUpContext | None = N
         birth_date=context.birth_date, author_time=format_cda_date(record.visit_date), author_name=record.doctor,
         author_org_code=context.organization_code, author_org_name=context.organization_name,
         custodian_org_code=context.organization_code, custodian_org_name=context.organization_name,
+        **context.contact,
     )
     root = new_document(document_kinds()[kind], header)
     values = {f.name: getattr(record, f.name) for f in fields(FollowUpRecord)}

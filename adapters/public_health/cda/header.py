@@ -19,7 +19,8 @@ from lxml import etree
 from adapters.public_health.cda.mapping import DocumentKind, code_system_oid, document_kinds, header_maps
 from adapters.public_health.cda.parse import CDA_NS, NS, XSI_NS, CdaDocumentError
 
-__all__ = ["DocumentHeader", "document_kind", "new_document", "read_header", "set_path"]
+__all__ = ["CONTACT_FIELDS", "DocumentHeader", "contact_of", "document_kind", "new_document", "read_header",
+           "set_path"]
 
 _C = "{" + CDA_NS + "}"
 
@@ -32,6 +33,12 @@ class DocumentHeader:
     document_id: str | None = None
     effective_time: str | None = None
     health_record_number: str | None = None
+    # the patient's home address and telephone (patientRole/addr, telecom: before patient)
+    address_state: str | None = None
+    address_city: str | None = None
+    address_county: str | None = None
+    address_line: str | None = None
+    telephone: str | None = None
     resident_id: str | None = None
     name: str | None = None
     sex_code: str | None = None
@@ -47,6 +54,14 @@ class DocumentHeader:
 
     def __repr__(self) -> str:  # no personal data in logs
         return f"DocumentHeader(document_id={self.document_id!r})"
+
+
+CONTACT_FIELDS = ("address_state", "address_city", "address_county", "address_line", "telephone")
+
+
+def contact_of(header: DocumentHeader) -> dict[str, str]:
+    """The address and telephone fields a header carries (as ``DocumentHeader`` keywords)."""
+    return {name: value for name in CONTACT_FIELDS if (value := getattr(header, name))}
 
 
 def new_document(kind: DocumentKind, header: DocumentHeader) -> etree._Element:

@@ -40,13 +40,13 @@ follow-up import writes (requester = the doctor's PractitionerRole, performer = 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import date
 
 from lxml import etree
 
 from adapters.public_health.cda.body import read_body, write_body
-from adapters.public_health.cda.header import DocumentHeader, new_document, read_header
+from adapters.public_health.cda.header import DocumentHeader, contact_of, new_document, read_header
 from adapters.public_health.cda.mapping import (
     code_system_oid,
     document_kinds,
@@ -65,6 +65,7 @@ from adapters.public_health.cda.store_lookup import (
     find_organization,
     find_patient,
     organization_code,
+    patient_contact,
     patient_identifier,
     sex_code_of,
 )
@@ -119,6 +120,7 @@ class ReferralRecord:
     treatment_so_far: str | None = None
     recent_results: str | None = None
     rehabilitation_advice: str | None = None
+    contact: dict[str, str] = field(default_factory=dict)  # DocumentHeader address / telephone fields
 
     def __repr__(self) -> str:  # no personal data in logs
         return f"ReferralRecord(document_id={self.document_id!r}, direction={self.direction!r})"
@@ -138,6 +140,7 @@ def referral_to_cda(record: ReferralRecord, *, effective_time: str | None = None
         author_name=record.doctor, author_org_code=record.from_org_code, author_org_name=record.from_org_name,
         custodian_org_code=record.from_org_code, custodian_org_name=record.from_org_name,
         recipient_org_code=record.to_org_code, recipient_org_name=record.to_org_name,
+        **record.contact,
     )
     root = new_document(document_kinds()[KIND], header)
     values = {f.name: getattr(record, f.name) for f in fields(ReferralRecord)}
@@ -156,7 +159,7 @@ def cda_to_referral(root: etree._Element, what: str = "CDA document") -> Referra
         authored=cda_datetime(header.author_time, f"{what}: author time"), doctor=header.author_name,
         from_org_code=header.author_org_code, from_org_name=header.author_org_name,
         to_org_code=header.recipient_org_code, to_org_name=header.recipient_org_name,
-        **body,
+        contact=contact_of(header), **body,
     )
     missing = [label for label, value in (
         ("document id (ClinicalDocument/id/@extension)", record.document_id),
@@ -373,6 +376,7 @@ def referral_from_fhir(server, request_id: str, *, identity: Identity = SYSTEM) 
         reason_code=next((c.get("code") for c in reason.get("coding", []) if c.get("system") == REASON_SYSTEM), None),
         reason_text=reason.get("text"),
         requested_service=(request.get("code") or {}).get("text"),
+        contact=patient_contact(patient),
     )
     for note in request.get("note", []):
         text = note.get("text") or ""

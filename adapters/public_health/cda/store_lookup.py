@@ -17,7 +17,7 @@ from fhir_server.demo import codes
 from fhir_server.errors import Unprocessable
 
 __all__ = ["SEX_CONCEPT_MAP", "UnknownPatient", "confirm_patient", "find_organization", "find_patient",
-           "organization_code", "patient_identifier", "sex_code_of"]
+           "organization_code", "patient_contact", "patient_identifier", "sex_code_of"]
 
 SEX_CONCEPT_MAP = f"{codes.LOCAL_BASE}/ConceptMap/gb-t-2261-1-sex-to-administrative-gender"
 ADMINISTRATIVE_GENDER = "http://hl7.org/fhir/administrative-gender"
@@ -94,6 +94,23 @@ def organization_code(organization: dict | None) -> str | None:
 
 def patient_identifier(patient: dict, system: str) -> str | None:
     return next((i.get("value") for i in patient.get("identifier", []) if i.get("system") == system), None)
+
+
+def patient_contact(patient: dict) -> dict[str, str]:
+    """The header's address and telephone fields (``DocumentHeader`` keywords) of a Patient:
+    its home address (else its first), and its first phone number (home or mobile first)."""
+    addresses = patient.get("address") or []
+    address = next((a for a in addresses if a.get("use") == "home"), addresses[0] if addresses else {})
+    phones = [t for t in patient.get("telecom") or [] if t.get("system") == "phone" and t.get("value")]
+    phones.sort(key=lambda t: t.get("use") not in ("home", "mobile"))
+    contact = {
+        "address_state": address.get("state"),
+        "address_city": address.get("city"),
+        "address_county": address.get("district"),
+        "address_line": "".join(address.get("line") or []) or None,
+        "telephone": phones[0]["value"] if phones else None,
+    }
+    return {name: value for name, value in contact.items() if value}
 
 
 def sex_code_of(server, gender: str | None) -> str | None:

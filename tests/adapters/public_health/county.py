@@ -24,8 +24,15 @@ PATIENTS = {
 RESIDENT_IDS = {pid: p[3] for pid, p in PATIENTS.items()}
 
 
+# pat-ph-1's home address and mobile phone (the CDA header carries them)
+HOME = {"use": "home", "text": "湖南省邵阳市青山县青山镇桃花村12号", "line": ["青山镇桃花村12号"],
+        "city": "邵阳市", "district": "青山县", "state": "湖南省", "country": "CN"}
+MOBILE = {"system": "phone", "value": "13807390001", "use": "mobile"}
+
+
 def patient(pid: str) -> dict:
     name, sex, birth, rid, hrn, clinic = PATIENTS[pid]
+    contact = {"address": [HOME], "telecom": [MOBILE]} if pid == "pat-ph-1" else {}
     return {
         "resourceType": "Patient", "id": pid, "meta": codes.profile("county-patient"),
         "identifier": [
@@ -35,7 +42,7 @@ def patient(pid: str) -> dict:
         ],
         "active": True,
         "name": [{"use": "official", "text": name, "family": name[0], "given": [name[1:]]}],
-        "gender": sex, "birthDate": birth,
+        "gender": sex, "birthDate": birth, **contact,
         "generalPractitioner": [{"reference": f"PractitionerRole/role-vc-{clinic}"}],
         "managingOrganization": {"reference": f"Organization/org-vc-{clinic}"},
     }

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from lxml import etree
 from sqlalchemy import select
 
 from adapters.public_health.cda.document_export import export_follow_up
@@ -95,6 +96,12 @@ def test_follow_up_document_layout(county):
     root = parse_document(xml)
     assert root.xpath("cda:templateId/@root", namespaces=NS) == ["2.16.156.10011.2.1.1.12"]
     assert root.xpath("string(cda:title)", namespaces=NS) == "高血压患者随访服务"
+    # the patient's home address and phone, in the schema's order inside patientRole
+    role = root.xpath("cda:recordTarget/cda:patientRole", namespaces=NS)[0]
+    assert [etree.QName(child).localname for child in role] == ["id", "addr", "telecom", "patient"]
+    assert [(etree.QName(part).localname, part.text) for part in role.xpath("cda:addr[@use='H']/*", namespaces=NS)] == [
+        ("state", "湖南省"), ("city", "邵阳市"), ("county", "青山县"), ("houseNumber", "青山镇桃花村12号")]
+    assert role.xpath("cda:telecom/@value", namespaces=NS) == ["13807390001"]
     assert root.xpath("cda:author/cda:time/@value", namespaces=NS) == ["20260310"]
     assert root.xpath("string(cda:author/cda:assignedAuthor/cda:assignedPerson/cda:name)", namespaces=NS) == "刘春生"
     sbp = root.xpath("//cda:section[cda:code/@code='8716-3']//cda:observation"

@@ -27,7 +27,8 @@ def test_every_form_field_has_a_place_in_its_document():
 def test_every_referral_field_has_a_place_in_the_document():
     body = {e.field for e in entry_maps("referral")}
     header = {"document_id", "document_id_root", "resident_id", "health_record_number", "name", "sex_code",
-              "birth_date", "authored", "doctor", "from_org_code", "from_org_name", "to_org_code", "to_org_name"}
+              "birth_date", "authored", "doctor", "from_org_code", "from_org_name", "to_org_code", "to_org_name",
+              "contact"}  # contact: the address and telephone fields of the header
     assert body | header == {f.name for f in dataclasses.fields(ReferralRecord)}
     assert not body & header
 

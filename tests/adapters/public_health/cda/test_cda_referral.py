@@ -104,6 +104,9 @@ def test_referral_round_trip_fhir_cda_fhir_keeps_every_mapped_field(county):
     assert root.xpath("cda:recordTarget/cda:patientRole/cda:patient/cda:administrativeGenderCode/@code",
                       namespaces=NS) == ["1"]
     assert "收缩压≥180mmHg，头痛".encode() in xml and xml.startswith(b"<?xml version='1.0' encoding='UTF-8'?>")
+    assert cda_to_referral(root).contact == {"address_state": "湖南省", "address_city": "邵阳市",
+                                             "address_county": "青山县", "address_line": "青山镇桃花村12号",
+                                             "telephone": "13807390001"}
 
     # FHIR -> CDA -> FHIR: take the originals away, import the document, compare field by field
     server.resources.delete("Task", task["id"], identity=SYSTEM)
