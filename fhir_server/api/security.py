@@ -83,7 +83,10 @@ async def caller(server, authentication, request: Request) -> Identity:
     if not authentication.enabled:
         log.warning("authentication disabled: %s %s served without a token", request.method, request.url.path)
     try:
-        return await anyio.to_thread.run_sync(authentication.identify, request.headers.get("authorization"))
+        header = request.headers.get("authorization")
+        if not authentication.needs_io(header):
+            return authentication.identify(header)
+        return await anyio.to_thread.run_sync(authentication.identify, header)
     except NotAuthenticated as exc:
         server.audit.failed_authentication(None, exc.message, request.client.host if request.client else None)
         raise

@@ -49,6 +49,15 @@ class Authentication:
             log.warning("FHIR_AUTH_JWKS_URL, FHIR_AUTH_ISSUER and FHIR_AUTH_AUDIENCE are needed together: "
                         "tokens of the external provider are not accepted")
 
+    def needs_io(self, authorization: str | None) -> bool:
+        """Whether ``identify`` may wait on the database or the network for this header (to
+        reload the revocations, or fetch an external provider's keys): else it is quick enough
+        to run on the event loop. A token seen before, with fresh revocations, is."""
+        if not self.enabled:
+            return False
+        scheme, _, token = (authorization or "").partition(" ")
+        return not (self.tokens.remembers(token.strip()) and self.tokens.revocations.fresh())
+
     def identify(self, authorization: str | None) -> Identity:
         """The caller of a FHIR request, from its ``Authorization`` header; 401 if none is proven."""
         if not self.enabled:

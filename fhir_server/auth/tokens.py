@@ -122,8 +122,12 @@ class Revocations:
         self._tokens: frozenset[str] = frozenset()
         self._clients: frozenset[str] = frozenset()
 
+    def fresh(self) -> bool:
+        """Whether the next check needs no reload from the database."""
+        return time.monotonic() - self._loaded_at <= REVOCATION_REFRESH_SECONDS
+
     def is_revoked(self, claims: dict) -> bool:
-        if time.monotonic() - self._loaded_at > REVOCATION_REFRESH_SECONDS:
+        if not self.fresh():
             self._reload()
         return claims["jti"] in self._tokens or claims["sub"] in self._clients
 

@@ -126,3 +126,16 @@ def test_failed_authentications_leave_audit_events(anonymous, token_for, server)
     events = [e["resource"] for e in anonymous.get("/fhir/AuditEvent?_count=100", headers=auditor).json()["entry"]]
     failed = {e["outcomeDesc"] for e in events if e["outcome"] == "4" and e["type"]["code"] == "110114"}
     assert failed >= {"The access token is not valid for this server", "/auth/token: Client authentication failed"}
+
+
+def test_a_token_seen_before_is_checked_without_a_thread(anonymous, app, registered):
+    """Checking a remembered token with fresh revocations needs no I/O, so the HTTP layer does it
+    on the event loop; anything that may read the database or the network goes to a thread."""
+    auth = app.state.authentication
+    header = f"Bearer {get_token(anonymous, *registered)}"
+    assert auth.needs_io(header)  # never verified: the signature is checked first
+    assert anonymous.get("/fhir/Patient", headers={"Authorization": header}).status_code == 200
+    assert not auth.needs_io(header)
+    auth.tokens.revocations.changed()  # a revocation was written: reload before the next check
+    assert auth.needs_io(header)
+    assert auth.needs_io("Bearer someone-elses-token") and auth.needs_io(None)
