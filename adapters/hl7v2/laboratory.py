@@ -1,7 +1,8 @@
 """ORU^R01 and OUL^R21/R22/R24 -> DiagnosticReport, Observation, Specimen, performing lab.
 
 The message is walked segment by segment (the groups of the four structures differ, the
-segments do not): PID starts a patient, ORC and OBR an order (one DiagnosticReport), OBX a
+segments do not): PID starts a patient, a PV1 after it names the visit (an Encounter, keyed on
+PV1-19, that the patient's reports and results point at), ORC and OBR an order (one DiagnosticReport), OBX a
 result of the current order, NTE a note on the last OBX (else on the order), SPM a specimen
 (of the current order; in OUL^R22, where SPM comes first, of the orders that follow it).
 
@@ -21,7 +22,7 @@ from adapters.hl7v2.datatypes import DATATYPE_MAPS, date_time_value, datatype_ma
 from adapters.hl7v2.laboratory_values import LOINC, lab_code
 from adapters.hl7v2.organizations import performing_organization, sending_organization
 from adapters.hl7v2.parsing import Segment, V2Message
-from adapters.hl7v2.patients import patient_reference
+from adapters.hl7v2.patients import encounter_from_pv1, patient_reference
 from adapters.hl7v2.segment_map import apply_segment_map
 from adapters.hl7v2.transaction import TransactionBuilder, identifier_criteria
 from fhir_server.auth.identity import SYSTEM
@@ -67,6 +68,7 @@ class Order:
     obr: Segment
     orc: Segment | None
     subject: dict | None
+    encounter: dict | None = None  # the visit of the patient group's PV1, when it names one
     specimens: list[dict] = field(default_factory=list)  # references
     results: list[tuple[Segment, list[Segment]]] = field(default_factory=list)  # OBX and its NTEs
     notes: list[Segment] = field(default_factory=list)
@@ -77,6 +79,7 @@ def laboratory_report(message: V2Message, context: MappingContext, builder: Tran
     context.organization = sending_organization(context, builder, msh)
     specimen_first = context.header.message_type == "OUL^R22"
     subject: dict | None = None
+    encounter: dict | None = None
     order: Order | None = None
     pending_orc: Segment | None = None
     group_specimens: list[dict] = []
@@ -86,13 +89,15 @@ def laboratory_report(message: V2Message, context: MappingContext, builder: Tran
             continue
         if segment.id == "PID":
             _finish(order, context, builder)
-            order, pending_orc, group_specimens = None, None, []
+            order, pending_orc, group_specimens, encounter = None, None, [], None
             subject = patient_reference(segment, context, builder)
+        elif segment.id == "PV1" and subject is not None and order is None:
+            encounter = encounter_from_pv1(segment, subject, context, builder)
         elif segment.id == "ORC":
             pending_orc = segment
         elif segment.id == "OBR":
             _finish(order, context, builder)
-            order = Order(segment, pending_orc, subject, list(group_specimens))
+            order = Order(segment, pending_orc, subject, encounter, list(group_specimens))
             pending_orc = None
         elif segment.id == "SPM":
             reference = _specimen(segment, subject, order, context, builder)
@@ -202,6 +207,8 @@ def write_order(order: Order, context: MappingContext, builder: TransactionBuild
     apply_segment_map("OBR.DiagnosticReport", obr, context, report_resource)
     report_resource["identifier"] = identifiers
     report_resource["subject"] = order.subject
+    if order.encounter:
+        report_resource["encounter"] = order.encounter
     report_resource.setdefault("effectiveDateTime", order_time or _first_effective(builder, references) or msh_time)
     report_resource.setdefault("issued", order_issued)
     report_resource["performer"] = [{"reference": sender["reference"]}]
@@ -239,6 +246,8 @@ def _observation(obx: Segment, notes: list[Segment], order: Order, key: dict, co
     observation["identifier"] = [{"system": f"{key['system']}/observation",
                                   "value": f"{key['value']}-{local}" + (f"-{sub_id}" if sub_id else "")}]
     observation["subject"] = order.subject
+    if order.encounter:
+        observation["encounter"] = order.encounter
     lab = performing_organization(context, builder, obx, sender)
     observation["performer"] = [{"reference": lab["reference"]}, *observation.get("performer", [])]
     if order.specimens:

@@ -164,18 +164,21 @@ def visit_number(segment: Segment, field: int, context: MappingContext, vocabula
     return identifier_from_cx(segment, field, 1, context, "visit-number")
 
 
-def encounter_from_pv1(pv1: Segment, subject: dict, context: MappingContext, builder: TransactionBuilder) -> None:
-    """An Encounter for a PV1 naming a visit (PV1-19) of a class other than N / U."""
+def encounter_from_pv1(pv1: Segment, subject: dict, context: MappingContext,
+                       builder: TransactionBuilder) -> dict | None:
+    """An Encounter for a PV1 naming a visit (PV1-19) of a class other than N / U; its
+    reference (the visit's results point at it), or None when the PV1 names no visit."""
     encounter = apply_segment_map("PV1.Encounter", pv1, context, {"resourceType": "Encounter"})
     if "class" not in encounter or not encounter.get("identifier"):
         if pv1.get(2).strip() not in ("", "N", "U"):
             context.warn(pv1, 19, "101", "PV1-19 (visit number) is empty: no Encounter is written for this visit")
-        return
+        return None
     encounter["status"] = "finished" if encounter.get("period", {}).get("end") else "in-progress"
     encounter["subject"] = subject
     if context.organization:
         encounter["serviceProvider"] = {"reference": context.organization["reference"]}
-    builder.add(encounter, "PUT", f"Encounter?{identifier_criteria(encounter['identifier'][0])}")
+    return {"reference": builder.add(encounter, "PUT",
+                                     f"Encounter?{identifier_criteria(encounter['identifier'][0])}")}
 
 
 # ---- A40 merge ----------------------------------------------------------------------------

@@ -206,3 +206,30 @@ def test_note_on_the_order_becomes_the_report_conclusion_and_multiple_patients_s
     patients = {p["name"][0]["text"]: p["id"] for p in result["Patient"]}
     assert reports["F1"]["subject"] == {"reference": f"Patient/{patients['王秀英']}"}
     assert reports["F2"]["subject"] == {"reference": f"Patient/{patients['李建国']}"}
+
+
+def test_the_visit_of_the_pv1_is_the_encounter_of_the_report_and_its_results(server):
+    """PV1 after PID names the visit: an Encounter keyed on PV1-19, which the DiagnosticReport
+    and every Observation point at; a later message of the same visit (an ADT, say) finds it."""
+    fields = [""] * 45
+    fields[1:3] = ["1", "O"]  # PV1-2 patient class: outpatient
+    fields[3] = "内分泌科门诊"
+    fields[19] = "MZ20260512007"  # visit number
+    fields[44] = "20260512080000"
+    pv1 = "PV1|" + "|".join(fields[1:45])
+    stored = store(server, translate(oru(FIVE_RESULTS[0], pv1, *FIVE_RESULTS[1:]), server))
+    [encounter] = stored["Encounter"]
+    assert encounter["class"]["code"] == "AMB"
+    assert encounter["identifier"][0]["value"] == "MZ20260512007"
+    assert encounter["subject"] == stored["DiagnosticReport"][0]["subject"]
+    visit = {"reference": f"Encounter/{encounter['id']}"}
+    assert stored["DiagnosticReport"][0]["encounter"] == visit
+    assert [o["encounter"] for o in stored["Observation"]] == [visit] * 5
+    again = store(server, translate(oru(FIVE_RESULTS[0], pv1, *FIVE_RESULTS[1:], control="MSG0002"), server))
+    assert again["Encounter"][0]["id"] == encounter["id"]  # the same visit, not a second Encounter
+
+
+def test_results_without_a_pv1_name_no_encounter(server):
+    stored = store(server, translate(oru(*FIVE_RESULTS), server))
+    assert "Encounter" not in stored
+    assert "encounter" not in stored["DiagnosticReport"][0]
