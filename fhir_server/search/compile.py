@@ -32,6 +32,7 @@ from fhir_server.search.indexer import KINDS, component_code
 from fhir_server.search.parse import (
     Filter, ReverseChain, SearchRequest, SortKey, Value, split_escaped, split_prefix,
 )
+from fhir_server.search.registry import SearchParam
 from fhir_server.storage.index import date as date_index
 from fhir_server.storage.index import reference as reference_index
 from fhir_server.storage.schema import INDEX_TABLES, resource
@@ -68,9 +69,12 @@ class Criterion:
 
 
 class SearchCompiler:
-    def __init__(self, keys: SearchParamKeys, base_url: str = ""):
+    def __init__(self, keys: SearchParamKeys, base_url: str = "",
+                 union_parts: Callable[[SearchParam], tuple[SearchParam, ...] | None] = lambda param: None):
         self.keys = keys
         self.base_url = base_url
+        # a parameter searched through the rows of others (``SearchParamRegistry.union_parts``)
+        self.union_parts = union_parts
 
     # ---- the whole query ----------------------------------------------------------------
     def where(self, request: SearchRequest, extra: ColumnElement | None = None,
@@ -146,7 +150,7 @@ class SearchCompiler:
         modifier = None if item.modifier == "not" else item.modifier
         with _naming(param.code):
             values = or_(*(self._value(param.type, table, v, modifier) for v in item.values))
-        where = and_(table.c.sp == self._sp(param.resource_type, param.code), values)
+        where = and_(self._sp_of(table, param.resource_type, [p.code for p in self._parts(param)]), values)
         if item.modifier == "not":
             return Criterion(lambda row: _exists(table, where, row, negate=True))
         return Criterion(lambda row: _exists(table, where, row), select(table.c.pid).where(where),
@@ -179,26 +183,26 @@ class SearchCompiler:
 
     def _any_row(self, param):
         if param.type == "composite":
-            param_code, kind = component_code(param.code, 0), param.components[0].param.type
+            codes, kind = [component_code(p.code, 0) for p in self._parts(param)], param.components[0].param.type
         else:
-            param_code, kind = param.code, param.type
+            codes, kind = [p.code for p in self._parts(param)], param.type
         table = INDEX_TABLES[kind]
-        return table, table.c.sp == self._sp(param.resource_type, param_code)
+        return table, self._sp_of(table, param.resource_type, codes)
 
     def _composite(self, param, values: tuple[Value, ...]) -> Criterion:
         """Rows of all components from the same element (same pid and grp) must match."""
-        alternatives = []  # per OR value: (first component table, all tables, condition)
-        for value in values:
+        alternatives = []  # per OR value and part of a union: (all tables, condition)
+        for value, composite in ((v, c) for v in values for c in self._parts(param)):
             parts = split_escaped(value.raw, "$")
             if len(parts) != len(param.components):
                 raise InvalidRequest(
                     f"{param.code} needs {len(param.components)} values separated by '$', got {value.raw!r}"
                 )
             tables, conditions = [], []
-            for position, (comp, part) in enumerate(zip(param.components, parts, strict=True)):
+            for position, (comp, part) in enumerate(zip(composite.components, parts, strict=True)):
                 table = INDEX_TABLES[comp.param.type].alias(f"c{position}")
                 prefix, raw = split_prefix(comp.param.type, part)
-                sp = self._sp(param.resource_type, component_code(param.code, position))
+                sp = self._sp(param.resource_type, component_code(composite.code, position))
                 with _naming(param.code):
                     value_condition = self._value(comp.param.type, table, Value(raw, prefix), None)
                 conditions += [table.c.sp == sp, value_condition]
@@ -259,10 +263,19 @@ class SearchCompiler:
             pick = func.max(value) if key.descending else func.min(value)
             column = (
                 select(pick)
-                .where(table.c.pid == resource.c.pid, table.c.sp == self._sp(rtype, param.code))
+                .where(table.c.pid == resource.c.pid, self._sp_of(table, rtype, [p.code for p in self._parts(param)]))
                 .scalar_subquery()
             )
         return column.desc() if key.descending else column.asc()
+
+    def _parts(self, param: SearchParam) -> tuple[SearchParam, ...]:
+        """The parameters whose rows a search of ``param`` reads: its own, or its union's."""
+        return self.union_parts(param) or (param,)
+
+    def _sp_of(self, table, rtype: str, codes: list[str]) -> ColumnElement:
+        """The rows of ``table`` that belong to one of the parameters ``codes``."""
+        keys = [self._sp(rtype, code) for code in codes]
+        return table.c.sp == keys[0] if len(keys) == 1 else table.c.sp.in_(keys)
 
     def _sp(self, rtype: str, code: str) -> int:
         # A parameter never indexed has no key yet; -1 matches no row.

@@ -141,7 +141,8 @@ class Indexer:
         if plan is None or plan[0] is not params:
             planned = tuple(_planned(p) for p in params.values()
                             if not p.from_columns and p.extract is not None
-                            and (p.type != "composite" or p.components))
+                            and (p.type != "composite" or p.components)
+                            and self.registry.union_parts(p) is None)  # its parts' rows serve it
             plan = (params, planned)
             if rtype in self.registry.supported_types:  # not one plan per unknown type name
                 self._plans[rtype] = plan

@@ -57,6 +57,26 @@ class SearchParam:
         return self.code in RESOURCE_COLUMNS
 
 
+_HL7 = "http://hl7.org/fhir/SearchParameter/"
+# Observation's combo-* parameters search the resource's own element and its components
+# together. Their rows would be exactly the rows of the two parameters named here (the same
+# elements, turned into values the same way), so they get none of their own and are searched
+# through those two: a third fewer index rows for a blood pressure.
+UNIONS = {
+    _HL7 + "Observation-combo-code": (_HL7 + "clinical-code", _HL7 + "Observation-component-code"),
+    _HL7 + "Observation-combo-value-quantity": (_HL7 + "Observation-value-quantity",
+                                                _HL7 + "Observation-component-value-quantity"),
+    _HL7 + "Observation-combo-value-concept": (_HL7 + "Observation-value-concept",
+                                               _HL7 + "Observation-component-value-concept"),
+    _HL7 + "Observation-combo-data-absent-reason": (_HL7 + "Observation-data-absent-reason",
+                                                    _HL7 + "Observation-component-data-absent-reason"),
+    _HL7 + "Observation-combo-code-value-quantity": (_HL7 + "Observation-code-value-quantity",
+                                                     _HL7 + "Observation-component-code-value-quantity"),
+    _HL7 + "Observation-combo-code-value-concept": (_HL7 + "Observation-code-value-concept",
+                                                    _HL7 + "Observation-component-code-value-concept"),
+}
+
+
 class SearchParamRegistry:
     def __init__(self, supported_types: Iterable[str]):
         self.supported_types = frozenset(supported_types)
@@ -153,6 +173,16 @@ class SearchParamRegistry:
 
     def params_for(self, resource_type: str) -> dict[str, SearchParam]:
         return self._by_type.get(resource_type, {})
+
+    def union_parts(self, param: SearchParam) -> tuple[SearchParam, ...] | None:
+        """The parameters whose index rows together are ``param``'s (``UNIONS``), when all of
+        them apply to its type; else None, and ``param`` is indexed on its own."""
+        urls = UNIONS.get(param.url)
+        if urls is None:
+            return None
+        params = self.params_for(param.resource_type).values()
+        parts = tuple(next((p for p in params if p.url == url), None) for url in urls)
+        return None if None in parts else parts
 
     def definition(self, url: str) -> dict | None:
         return self._definitions.get(url)

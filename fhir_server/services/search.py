@@ -51,7 +51,7 @@ class SearchService:
         self.registry = registry
         self.keys = keys
         self.settings = settings
-        self.compiler = SearchCompiler(keys, settings.base_url)
+        self.compiler = SearchCompiler(keys, settings.base_url, registry.union_parts)
 
     def parse(self, res_type: str, pairs: list[tuple[str, str]], strict: bool = False) -> SearchRequest:
         return parse_search(

@@ -388,6 +388,33 @@ def test_component_code_value_quantity_matches_within_one_component(fhir, county
     assert ids(fhir, "Observation", ("component-code-value-quantity", value)) == county(*expected)
 
 
+# ---- combo-*: the resource's own element and its components together (no rows of their own) ----
+
+
+@pytest.mark.parametrize(("param", "value", "expected"), [
+    ("combo-code", "85354-9", {"bp_wang", "bp_li"}),  # the panel's own code
+    ("combo-code", f"{LOINC}|8480-6", {"bp_wang", "bp_li"}),  # a component's code
+    ("combo-code", "14771-0,1558-6", {"glu_wang", "glu_li", "glu_zhang"}),
+    ("combo-code:not", "85354-9", {"glu_wang", "glu_li", "glu_zhang"}),
+    ("combo-value-quantity", "gt180", {"bp_wang", "bp_li"}),  # a component's value
+    ("combo-value-quantity", f"gt7|{UCUM}|mmol/L", {"glu_wang", "glu_zhang"}),  # the resource's value
+    ("combo-code-value-quantity", "8462-4$gt100", {"bp_li"}),  # from one component
+    ("combo-code-value-quantity", "8462-4$gt180", set()),  # 185 is wang's systolic, not her diastolic
+    ("combo-code-value-quantity", f"14771-0$gt{7}|{UCUM}|mmol/L", {"glu_zhang"}),  # the resource's code and value
+    ("combo-code-value-quantity", "85354-9$gt100", set()),  # the panel's code has no value of its own
+    ("combo-code-value-quantity:missing", "true", set()),
+    ("combo-value-concept:missing", "true", {"bp_wang", "bp_li", "glu_wang", "glu_li", "glu_zhang"}),
+])
+def test_combo_parameters_search_the_resource_and_its_components(fhir, county, param, value, expected):
+    assert ids(fhir, "Observation", (param, value)) == county(*expected)
+
+
+def test_sort_by_a_combo_parameter(fhir, county):
+    response = fhir.get("Observation", params={"combo-value-quantity": "gt0", "_sort": "-combo-value-quantity",
+                                               "code": "85354-9"})
+    assert [e["resource"]["id"] for e in response.json()["entry"]] == [county.id["bp_li"], county.id["bp_wang"]]
+
+
 def test_two_composite_filters_may_match_different_components(fhir, county):
     pairs = [("component-code-value-quantity", "8480-6$gt180"), ("component-code-value-quantity", "8462-4$lt100")]
     assert ids(fhir, "Observation", *pairs) == county("bp_wang")
