@@ -161,6 +161,12 @@ def test_string_name_default_is_case_and_accent_insensitive_starts_with(fhir, co
     assert ids(fhir, "Patient", ("name", value)) == county(*expected)
 
 
+def test_phonetic_is_searched_through_the_name(fhir, county):
+    assert ids(fhir, "Patient", ("phonetic", "zhang")) == county("pat_zhang")
+    assert ids(fhir, "Patient", ("phonetic:exact", "王秀英")) == county("pat_wang")
+    assert ids(fhir, "Patient", ("phonetic:missing", "true")) == set()
+
+
 def test_string_family_and_given(fhir, county):
     assert ids(fhir, "Patient", ("family", "王")) == county("pat_wang")
     assert ids(fhir, "Patient", ("given", "建国")) == county("pat_li")
