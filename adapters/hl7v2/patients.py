@@ -6,8 +6,10 @@
   identifiers added (never removed), everything else (extensions, managing organisation,
   links) kept. A new patient is a conditional create.
 - A40: the PID patient survives (``link`` type ``replaces``); the MRG patient gets
-  ``active: false`` and a ``replaced-by`` link; later messages naming the old identifiers land
-  on the survivor (``patient_identity.find_patient`` follows the link).
+  ``active: false`` and a ``replaced-by`` link; every other resource that referred to the merged
+  record (its encounters, results, referrals...) is written again pointing at the survivor, in
+  the same transaction; later messages naming the old identifiers land on the survivor
+  (``patient_identity.find_patient`` follows the link).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from adapters.hl7v2.parsing import Segment
 from adapters.hl7v2.patient_identity import HEALTH_RECORD, RESIDENT_ID, find_patient, ranked, unique_identifiers
 from adapters.hl7v2.segment_map import apply_segment_map
 from adapters.hl7v2.transaction import TransactionBuilder, identifier_criteria
+from fhir_server.auth.identity import SYSTEM
 
 __all__ = ["patient_from_pid", "patient_reference", "upsert_patient", "encounter_from_pv1", "merge_patients"]
 
@@ -219,6 +222,35 @@ def merge_patients(pid: Segment, mrg: Segment, context: MappingContext, builder:
     if profiles:
         old["meta"] = {"profile": profiles}
     builder.add(old, "PUT", f"Patient/{merged.id}")
+    _repoint(f"Patient/{merged.id}", survivor_ref["reference"], context, builder)
+
+
+# What a merge leaves pointing at the merged record: the patients' own links, and the records of
+# what happened (a Provenance names the versions it wrote, an AuditEvent what was accessed).
+_KEPT_ON_MERGE = {"Patient", "Provenance", "AuditEvent"}
+
+
+def _repoint(merged: str, survivor: str, context: MappingContext, builder: TransactionBuilder) -> None:
+    """Every other resource that refers to the merged patient is written again pointing at the
+    survivor, in the merge's transaction, each only if it is still the version read here (a
+    resource changed meanwhile fails the message, which can then be replayed)."""
+    rtype, rid = merged.split("/")
+    for stored in context.server.resources.referring(rtype, rid, identity=SYSTEM):
+        if stored.res_type in _KEPT_ON_MERGE:
+            continue
+        resource = _with_reference(stored.json(), merged, survivor)
+        builder.add(resource, "PUT", f"{stored.res_type}/{stored.res_id}", if_match=f'W/"{stored.version}"')
+
+
+def _with_reference(node: object, old: str, new: str) -> object:
+    """``node`` with every ``reference`` to ``old`` (relative or absolute) pointing at ``new``."""
+    if isinstance(node, dict):
+        return {key: new if key == "reference" and isinstance(value, str) and
+                (value == old or value.endswith("/" + old)) else _with_reference(value, old, new)
+                for key, value in node.items()}
+    if isinstance(node, list):
+        return [_with_reference(item, old, new) for item in node]
+    return node
 
 
 def _mrg_identifiers(mrg: Segment, context: MappingContext) -> list[dict]:

@@ -13,7 +13,7 @@ class TransactionBuilder:
         self._by_key: dict[str, str] = {}
 
     def add(self, resource: dict, method: str, url: str, *, if_none_exist: str | None = None,
-            key: str | None = None) -> str:
+            if_match: str | None = None, key: str | None = None) -> str:
         """Add one entry and return its fullUrl; an entry with the same ``key`` is added once."""
         key = key or (f"{method} {url} {if_none_exist}" if "?" in url or if_none_exist else None)
         if key and key in self._by_key:
@@ -22,6 +22,8 @@ class TransactionBuilder:
         request = {"method": method, "url": url}
         if if_none_exist:
             request["ifNoneExist"] = if_none_exist
+        if if_match:
+            request["ifMatch"] = if_match
         self._entries.append({"fullUrl": full_url, "resource": resource, "request": request})
         if key:
             self._by_key[key] = full_url

@@ -18,7 +18,7 @@ import jsonpatch
 import orjson
 from sqlalchemy import Connection
 
-from fhir_server.auth.access import AccessPolicy, act_as, require_read
+from fhir_server.auth.access import AccessPolicy, act_as, may_read, require_read
 from fhir_server.auth.identity import Identity
 from fhir_server.errors import (
     Gone,
@@ -124,6 +124,13 @@ class ResourceService:
         if stored.deleted:
             raise Gone(f"Version {version} of {res_type}/{res_id} is a deletion")
         return stored.json()
+
+    def referring(self, res_type: str, res_id: str, conn: Connection | None = None, *,
+                  identity: Identity) -> list[Stored]:
+        """The live resources the caller may see that refer to ``res_type/res_id``."""
+        with self._read(conn) as c:
+            return [s for s in self.store.referring(c, res_type, res_id)
+                    if may_read(identity, s.res_type) and self.access.can_see(c, identity, s.res_type, s.res_id)]
 
     @staticmethod
     def _live(stored: Stored | None, res_type: str, res_id: str) -> Stored:

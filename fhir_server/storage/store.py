@@ -206,6 +206,14 @@ class ResourceStore:
                 found[row.pid] = Stored(*row)
         return found
 
+    def referring(self, conn: Connection, target_type: str, target_id: str) -> list[Stored]:
+        """The live resources with a reference (any reference parameter) to ``target_type/target_id``."""
+        self.flush(conn)
+        refs = INDEX_TABLES["reference"]
+        pids = select(refs.c.pid).where(refs.c.target_id == target_id, refs.c.target_type == target_type)
+        query = select(*_CURRENT_COLS).where(resource.c.pid.in_(pids), resource.c.deleted.is_(False))
+        return [Stored(*row) for row in conn.execute(query.order_by(resource.c.pid))]
+
     def version(self, conn: Connection, res_type: str, res_id: str, version: int) -> Stored | None:
         self.flush(conn)
         row = conn.execute(

@@ -6,6 +6,7 @@ import pytest
 
 from adapters.hl7v2.translate import translate
 from fhir_server.auth.identity import SYSTEM
+from fhir_server.errors import FhirError
 from fhir_server.operations.bundle import run_transaction
 
 RESIDENT_ID = "urn:oid:2.16.156.10011.1.3"
@@ -141,6 +142,54 @@ def test_a40_merge_links_both_records_and_later_messages_land_on_the_survivor(se
     # the same A40 again changes nothing more
     again = translate(merge.replace(b"ADT0003", b"ADT0004"), server)
     assert any(p.code == "205" for p in again.problems)
+
+
+def test_a40_points_the_merged_patients_resources_at_the_survivor(server):
+    """Encounters and results filed under the prior record follow it into the survivor; the
+    records' own links and the Provenance of what was written keep naming the prior record."""
+    write(server, adt("A01", "PID|1||OLD002^^^^MR||王^秀英||19720121|2", "PV1|1|I|||||||||||||||||V77", control="A1"))
+    oru = ("MSH|^~\\&|HIS|县人民医院|FHIR|CHN|20260513||ORU^R01|R2|P|2.5\r"
+           "PID|1||OLD002^^^^MR||王^秀英||19720121|2\r"
+           "OBR|1||F2|GLU^空腹血糖^L|||20260513080000\r"
+           "OBX|1|NM|GLU^空腹血糖^L||6.1|mmol/L|||||F\r").encode()
+    write(server, oru)
+    [old] = [p for p in patients(server, "https://county-fhir.example.org/fhir/sid/hl7v2/12430530491141704B/mrn",
+                                 "OLD002")]
+    before = {(r["resourceType"], r["id"]): r for r in _referring(server, old["id"])}
+    assert {t for t, _ in before} >= {"Encounter", "Observation", "DiagnosticReport"}
+
+    translation = translate(adt("A40", PID_WANG, "MRG|OLD002^^^^MR", control="A2"), server)
+    assert translation.status == "AA", translation.problems
+    repointed = [e for e in translation.bundle["entry"] if e["request"].get("ifMatch")]
+    assert {tuple(e["request"]["url"].split("/")) for e in repointed} == {
+        key for key in before if key[0] not in ("Patient", "Provenance")}
+    run_transaction(server, translation.bundle, identity=SYSTEM)
+
+    [survivor] = patients(server, RESIDENT_ID, "430530197201219824")
+    after = {(r["resourceType"], r["id"]) for r in _referring(server, old["id"])}
+    assert {t for t, _ in after} <= {"Patient"}  # only the survivor's "replaces" link
+    for (rtype, rid), earlier in before.items():
+        now = server.resources.read(rtype, rid, identity=SYSTEM)
+        if rtype == "Patient":
+            continue
+        assert now["subject"] == {"reference": f"Patient/{survivor['id']}"}
+        assert int(now["meta"]["versionId"]) == int(earlier["meta"]["versionId"]) + 1
+
+
+def test_a40_fails_cleanly_when_a_resource_changed_after_it_was_read(server):
+    write(server, adt("A01", "PID|1||OLD003^^^^MR||王^秀英||19720121|2", "PV1|1|I|||||||||||||||||V78", control="B1"))
+    translation = translate(adt("A40", PID_WANG, "MRG|OLD003^^^^MR", control="B2"), server)
+    [entry] = [e for e in translation.bundle["entry"] if e["request"].get("ifMatch")]
+    encounter = server.resources.read(*entry["request"]["url"].split("/"), identity=SYSTEM)
+    server.resources.update("Encounter", encounter["id"], {**encounter, "status": "finished"}, identity=SYSTEM)
+    with pytest.raises(FhirError) as refused:
+        run_transaction(server, translation.bundle, identity=SYSTEM)
+    assert refused.value.status == 412
+    assert patients(server, RESIDENT_ID, "430530197201219824") == []  # nothing of the merge was written
+
+
+def _referring(server, patient_id: str) -> list[dict]:
+    return [s.json() for s in server.resources.referring("Patient", patient_id, identity=SYSTEM)]
 
 
 def test_a40_without_mrg_is_an_error(server):
