@@ -150,7 +150,7 @@ class SearchCompiler:
         modifier = None if item.modifier == "not" else item.modifier
         with _naming(param.code):
             values = or_(*(self._value(param.type, table, v, modifier) for v in item.values))
-        where = and_(self._sp_of(table, param.resource_type, [p.code for p in self._parts(param)]), values)
+        where = and_(self._rows_of(table, param), values)
         if item.modifier == "not":
             return Criterion(lambda row: _exists(table, where, row, negate=True))
         return Criterion(lambda row: _exists(table, where, row), select(table.c.pid).where(where),
@@ -183,11 +183,10 @@ class SearchCompiler:
 
     def _any_row(self, param):
         if param.type == "composite":
-            codes, kind = [component_code(p.code, 0) for p in self._parts(param)], param.components[0].param.type
-        else:
-            codes, kind = [p.code for p in self._parts(param)], param.type
-        table = INDEX_TABLES[kind]
-        return table, self._sp_of(table, param.resource_type, codes)
+            table = INDEX_TABLES[param.components[0].param.type]
+            return table, self._rows_of(table, param, 0)
+        table = INDEX_TABLES[param.type]
+        return table, self._rows_of(table, param)
 
     def _composite(self, param, values: tuple[Value, ...]) -> Criterion:
         """Rows of all components from the same element (same pid and grp) must match."""
@@ -263,7 +262,7 @@ class SearchCompiler:
             pick = func.max(value) if key.descending else func.min(value)
             column = (
                 select(pick)
-                .where(table.c.pid == resource.c.pid, self._sp_of(table, rtype, [p.code for p in self._parts(param)]))
+                .where(table.c.pid == resource.c.pid, self._rows_of(table, param))
                 .scalar_subquery()
             )
         return column.desc() if key.descending else column.asc()
@@ -272,9 +271,11 @@ class SearchCompiler:
         """The parameters whose rows a search of ``param`` reads: its own, or its union's."""
         return self.union_parts(param) or (param,)
 
-    def _sp_of(self, table, rtype: str, codes: list[str]) -> ColumnElement:
-        """The rows of ``table`` that belong to one of the parameters ``codes``."""
-        keys = [self._sp(rtype, code) for code in codes]
+    def _rows_of(self, table, param: SearchParam, component: int | None = None) -> ColumnElement:
+        """The rows of ``table`` that are ``param``'s (or its ``component``'s): its own, or its
+        union's parts'."""
+        codes = [p.code if component is None else component_code(p.code, component) for p in self._parts(param)]
+        keys = [self._sp(param.resource_type, code) for code in codes]
         return table.c.sp == keys[0] if len(keys) == 1 else table.c.sp.in_(keys)
 
     def _sp(self, rtype: str, code: str) -> int:
