@@ -76,10 +76,12 @@ def create_app(server: Server) -> FastAPI:
     ):
         app.router.routes.append(StarletteRoute(path, endpoint, methods=[method]))
     for route in ROUTES:
-        app.router.routes.append(StarletteRoute(
-            FHIR_PREFIX + route.path, _endpoint(server, auth, route), methods=[route.method],
-            name=f"{route.method} {route.path}",
-        ))
+        # POST [base] is the base URL itself (no slash): answered there, not redirected to [base]/
+        # (a client need not follow a 307 with its body)
+        for path in (FHIR_PREFIX + route.path, FHIR_PREFIX) if route.path == "/" else (FHIR_PREFIX + route.path,):
+            app.router.routes.append(StarletteRoute(
+                path, _endpoint(server, auth, route), methods=[route.method], name=f"{route.method} {route.path}",
+            ))
     app.router.routes.extend(inbound_routes(server, auth))  # /hl7v2/inbound (adapters/hl7v2/inbound_api.py)
     urgent_watch.install(server)
     add_security_middleware(app, server.settings)

@@ -121,6 +121,15 @@ def test_transaction_stores_linked_resources_and_rewrites_urn_uuid_references(fh
     assert fhir.search_ids(f"Observation?subject=Patient/{pid}") == [stored["id"]]
 
 
+@pytest.mark.parametrize("base", ["/fhir", "/fhir/"])
+def test_a_transaction_is_posted_to_the_base_url_itself(fhir, base):
+    """POST [base] is answered at the base URL as written, without a redirect a client would
+    have to follow with its body."""
+    response = fhir.http.post(base, json=bundle("transaction", post(patient())), follow_redirects=False)
+    assert response.status_code == 200, response.text
+    assert statuses(response) == ["201 Created"]
+
+
 def test_transaction_response_entries_keep_request_order(fhir):
     existing = fhir.create(patient(card="1"))
     response = send(fhir, bundle(
