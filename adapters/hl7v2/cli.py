@@ -173,6 +173,7 @@ async def _run_listener_until_stopped(server, host: str, port: int, max_message_
     from adapters.hl7v2.pipeline import InboundChannel, pipeline_for
 
     channel = InboundChannel(pipeline_for(server))
+    await _finish_interrupted(channel)
     listener = await start_listener(channel.handle, host, port, max_message_bytes=max_message_bytes)
     console.print(f"MLLP listener on {host}:{port}")
     stop = asyncio.Event()
@@ -187,6 +188,17 @@ async def _run_listener_until_stopped(server, host: str, port: int, max_message_
         channel.close()
 
 
+async def _finish_interrupted(channel) -> None:
+    """Messages a stopped process left unfinished, written before new ones are taken."""
+    from adapters.hl7v2.replay import finish_interrupted
+
+    results = await asyncio.to_thread(finish_interrupted, channel.pipeline)
+    if results:
+        done = sum(1 for r in results if r.outcome is not None and r.outcome.status == "processed")
+        console.print(f"{len(results)} message(s) a stopped process left unfinished: {done} written now, "
+                      f"{len(results) - done} kept with their reason (see hl7-replay)")
+
+
 def serve_with_mllp(server, app, host: str, port: int, mllp_port: int) -> None:
     """The HTTP server and the MLLP listener in one process, on one event loop; the listener's
     database work runs in its own thread pool."""
@@ -196,6 +208,7 @@ def serve_with_mllp(server, app, host: str, port: int, mllp_port: int) -> None:
 
     async def main() -> None:
         channel = InboundChannel(pipeline_for(server))
+        await _finish_interrupted(channel)
         listener = await start_listener(channel.handle, host, mllp_port)
         console.print(f"MLLP listener on {host}:{mllp_port}")
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)

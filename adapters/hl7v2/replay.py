@@ -19,11 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from adapters.hl7v2.inbound_store import REPLAYABLE
 from adapters.hl7v2.pipeline import InboundPipeline, NotReplayable, Outcome
 
-__all__ = ["ReplayResult", "replay_records", "replayable_ids"]
+__all__ = ["ReplayResult", "finish_interrupted", "replay_records", "replayable_ids"]
+
+# A message is in hand for well under this: a ``received`` record older than this when a listener
+# starts was left by a process that stopped, not one that is working on it now (an ``import-hl7``).
+IN_HAND_AT_MOST = timedelta(seconds=10)
 
 
 @dataclass
@@ -69,3 +74,15 @@ def replay_records(pipeline: InboundPipeline, record_ids: Iterable[int]) -> list
         except NotReplayable as exc:
             results.append(ReplayResult(record_id, None, str(exc)))
     return results
+
+
+def finish_interrupted(pipeline: InboundPipeline, now: datetime | None = None) -> list[ReplayResult]:
+    """Write the messages a stopped process stored but never finished (``received``: no ACK
+    went out), oldest first. The MLLP listener runs this before it accepts connections, so that
+    they go in ahead of what their senders send next; a sender that resends one then gets the
+    first ACK again (a duplicate). One that came in the last ``IN_HAND_AT_MOST`` is left for
+    its resend or ``hl7-replay``, in case another process has it in hand."""
+    started = now or datetime.now(UTC).replace(tzinfo=None)
+    left = [r.id for r in pipeline.store.find(status="received", limit=100_000)
+            if r.received_at < started - IN_HAND_AT_MOST]
+    return replay_records(pipeline, left) if left else []
