@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -84,7 +83,8 @@ def serve(
 
 
 def _serve_workers(host: str, port: int, workers: int) -> None:
-    """Several worker processes on one listening socket.
+    """Several worker processes on one listening socket, which gives each new connection to a
+    worker with the fewest open ones (``api/balanced_listener.py``).
 
     The socket is bound here with ``IPPROTO_TCP`` rather than by uvicorn: uvicorn's own
     multi-worker listener has ``proto`` 0, so asyncio never sets TCP_NODELAY on accepted
@@ -93,14 +93,12 @@ def _serve_workers(host: str, port: int, workers: int) -> None:
     """
     from uvicorn.supervisors import Multiprocess
 
+    from fhir_server.api.balanced_listener import BalancedListener
+
+    # the asyncio loop: its accept is the listener's own (uvloop accepts in C, past the balancing)
     config = uvicorn.Config("fhir_server.api.asgi:app", host=host, port=port, workers=workers,
-                            log_level="warning", access_log=False)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
-    listener.set_inheritable(True)
-    Multiprocess(config, sockets=[listener]).run()
+                            log_level="warning", access_log=False, loop="asyncio")
+    Multiprocess(config, sockets=[BalancedListener.for_workers(host, port, workers)]).run()
 
 
 @cli.command()

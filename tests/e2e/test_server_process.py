@@ -345,3 +345,53 @@ def test_demo_county_loads_into_a_fresh_database_with_a_printed_demo_client(tmp_
             assert not [e for e in bundle.get("entry", []) if e.get("search", {}).get("mode") == "match"]
             observations = http.get("/Observation", params={"_summary": "count"}).json()
             assert observations["total"] > 0
+
+
+def test_worker_processes_share_long_lived_connections_evenly(tmp_path, database_url_for_process):
+    """``serve --workers 2``: four keep-alive connections opened at once end up two per worker
+    (the listener gives each new one to a worker with the fewest), and every worker answers."""
+    import http.client
+
+    with running_server(tmp_path, database_url_for_process, "--workers", "2") as server:
+        port = int(server.base.split(":")[2].split("/")[0])
+        serving, deadline = set(), time.monotonic() + 60
+        while len(serving) < 2 and time.monotonic() < deadline:  # until both workers take connections
+            probe = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            probe.request("GET", "/fhir/metadata")
+            probe.getresponse().read()
+            serving |= set(_connections_per_process(server.process.pid, port))
+            probe.close()
+            time.sleep(0.05)
+        assert len(serving) == 2, "the second worker never took a connection"
+        connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(4)]
+        for conn in connections:
+            conn.connect()
+        for _ in range(3):
+            for conn in connections:
+                conn.request("GET", "/fhir/metadata")
+                response = conn.getresponse()
+                assert response.status == 200
+                response.read()
+        per_worker = _connections_per_process(server.process.pid, port)
+        for conn in connections:
+            conn.close()
+    assert sorted(per_worker.values()) == [2, 2], per_worker
+
+
+def _connections_per_process(parent: int, port: int) -> dict[int, int]:
+    """Established connections on the local ``port`` held by each child of ``parent`` (from /proc)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    established.add(fields[9])  # the socket's inode
+    children = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
+    counts = {}
+    for child in map(int, children):
+        sockets = {os.readlink(f"/proc/{child}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{child}/fd")
+                   if os.readlink(f"/proc/{child}/fd/{fd}").startswith("socket:[")}
+        if sockets & established:
+            counts[child] = len(sockets & established)
+    return counts
