@@ -31,6 +31,8 @@ _EPISODE = 0.2  # a refusal older than this belonged to an earlier connection
 
 
 class BalancedListener(socket.socket):
+    """A listening socket whose ``accept`` leaves a new connection to a less busy worker."""
+
     @classmethod
     def for_workers(cls, host: str, port: int, workers: int) -> BalancedListener:
         """A TCP socket bound to ``host:port`` for ``workers`` spawned processes (``IPPROTO_TCP``,
@@ -64,6 +66,7 @@ class BalancedListener(socket.socket):
             time.sleep(_PAUSE_SECONDS)
             raise BlockingIOError("a worker with fewer connections takes this one")
         conn, address = super().accept()
+        self._refused_since = None  # the next connection gets its own wait
         self._accepted.append(conn)
         self._counts[slot] = mine + 1
         return conn, address

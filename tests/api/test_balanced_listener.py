@@ -36,8 +36,10 @@ def test_a_worker_with_more_connections_leaves_a_new_one_to_another(listener):
     time.sleep(YIELD_SECONDS * 1.5)
     second, _ = listener.accept()  # nobody took it in time: taken after all
     assert listener._counts[0] == 2
-    listener._counts[1] = 5  # the other worker is busier now
     clients.append(_connect(listener))
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # a new connection waits again, however soon after the last
+    listener._counts[1] = 5  # the other worker is busier now
     third, _ = listener.accept()
     for s in (*clients, first, second, third):
         s.close()
