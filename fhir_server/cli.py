@@ -42,7 +42,8 @@ def serve(
         None, help="SQLAlchemy URL. Default: a SQLite file county-fhir.sqlite here "
         "(or $FHIR_DATABASE_URL). PostgreSQL: postgresql+psycopg://user:pass@host/db."),
     demo: int = typer.Option(0, help="Load a synthetic county of N patients if the database is empty."),
-    workers: int = typer.Option(1, help="Worker processes (PostgreSQL; SQLite works best with 1)."),
+    workers: int = typer.Option(1, help="Worker processes, one per core is a good start (SQLite too: they "
+                                "take turns writing); each new connection goes to the least busy."),
     no_auth: bool = typer.Option(
         False, "--no-auth", help="Serve every request without a token. Local development only: "
         "logs a warning at start and on every request."),
