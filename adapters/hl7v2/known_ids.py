@@ -32,6 +32,7 @@ from sqlalchemy import Connection
 
 from fhir_server.auth.identity import Identity
 from fhir_server.errors import Conflict, MultipleMatches
+from fhir_server.fhir.references import map_references
 from fhir_server.storage.ids import new_resource_id
 
 __all__ = ["KnownIds", "with_known_ids", "check_created"]
@@ -128,8 +129,9 @@ class _Rewrite:
         kept = [e for i, e in enumerate(self._entries) if i not in self._dropped]
         if not self._replaced:
             return kept
-        return [{**e, "resource": _replace_references(e["resource"], self._replaced)} if "resource" in e else e
-                for e in kept]
+        replaced = self._replaced
+        return [{**e, "resource": map_references(e["resource"], lambda ref: replaced.get(ref, ref))}
+                if "resource" in e else e for e in kept]
 
     def _drop(self, index: int, replacement: str) -> None:
         self._replaced[self._entries[index].get("fullUrl", "")] = replacement
@@ -183,12 +185,3 @@ def _stored(server, conn: Connection, conditionals: list[_Conditional],
             found[(rtype, token)] = any_ids if len(wanted) == 1 or not any_ids else \
                 server.search.find_ids(conn, rtype, [("identifier", token)], identity)
     return found
-
-
-def _replace_references(node: object, replaced: dict[str, str]) -> object:
-    if isinstance(node, dict):
-        return {k: replaced.get(v, v) if k == "reference" and isinstance(v, str) else _replace_references(v, replaced)
-                for k, v in node.items()}
-    if isinstance(node, list):
-        return [_replace_references(v, replaced) for v in node]
-    return node

@@ -23,6 +23,7 @@ from adapters.hl7v2.patient_identity import HEALTH_RECORD, RESIDENT_ID, find_pat
 from adapters.hl7v2.segment_map import apply_segment_map
 from adapters.hl7v2.transaction import TransactionBuilder, identifier_criteria
 from fhir_server.auth.identity import SYSTEM
+from fhir_server.fhir.references import map_references
 
 __all__ = ["patient_from_pid", "patient_reference", "upsert_patient", "encounter_from_pv1", "merge_patients"]
 
@@ -234,23 +235,15 @@ def _repoint(merged: str, survivor: str, context: MappingContext, builder: Trans
     """Every other resource that refers to the merged patient is written again pointing at the
     survivor, in the merge's transaction, each only if it is still the version read here (a
     resource changed meanwhile fails the message, which can then be replayed)."""
+    def to_survivor(reference: str) -> str:  # relative or absolute
+        return survivor if reference == merged or reference.endswith("/" + merged) else reference
+
     rtype, rid = merged.split("/")
     for stored in context.server.resources.referring(rtype, rid, identity=SYSTEM):
         if stored.res_type in _KEPT_ON_MERGE:
             continue
-        resource = _with_reference(stored.json(), merged, survivor)
+        resource = map_references(stored.json(), to_survivor)
         builder.add(resource, "PUT", f"{stored.res_type}/{stored.res_id}", if_match=f'W/"{stored.version}"')
-
-
-def _with_reference(node: object, old: str, new: str) -> object:
-    """``node`` with every ``reference`` to ``old`` (relative or absolute) pointing at ``new``."""
-    if isinstance(node, dict):
-        return {key: new if key == "reference" and isinstance(value, str) and
-                (value == old or value.endswith("/" + old)) else _with_reference(value, old, new)
-                for key, value in node.items()}
-    if isinstance(node, list):
-        return [_with_reference(item, old, new) for item in node]
-    return node
 
 
 def _mrg_identifiers(mrg: Segment, context: MappingContext) -> list[dict]:

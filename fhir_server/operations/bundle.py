@@ -58,6 +58,7 @@ from fhir_server.errors import (
     operation_outcome,
 )
 from fhir_server.fhir.formats import PATCH_JSON
+from fhir_server.fhir.references import map_references
 from fhir_server.server import Server
 from fhir_server.services.resources import Prepared
 from fhir_server.services.search import searchset_bundle
@@ -361,30 +362,7 @@ def _rewrite_references(
     for entry in writes:
         if entry.method != "PATCH":
             with _at(entry.index):
-                entry.resource = _map_references(entry.resource, resolve)
-
-
-def _map_references(node: object, resolve: Callable[[str], str]) -> object:
-    """``node`` with every ``reference`` string passed through ``resolve``: the parts that
-    change are copied, the rest is shared with ``node``."""
-    if isinstance(node, dict):
-        copy = None
-        for key, value in node.items():
-            if key == "reference" and isinstance(value, str):
-                mapped = resolve(value)
-            elif isinstance(value, (dict, list)):
-                mapped = _map_references(value, resolve)
-            else:
-                continue
-            if mapped is not value:
-                if copy is None:
-                    copy = dict(node)
-                copy[key] = mapped
-        return node if copy is None else copy
-    if isinstance(node, list):
-        mapped = [_map_references(value, resolve) for value in node]
-        return node if all(m is v for m, v in zip(mapped, node, strict=True)) else mapped
-    return node
+                entry.resource = map_references(entry.resource, resolve)
 
 
 # ---- one entry per method ----------------------------------------------------------------
