@@ -33,6 +33,7 @@ from adapters.public_health.from_fhir import from_fhir, kinds_of, read_observati
 from adapters.public_health.urgent_referral import DEFAULT_THRESHOLDS, Thresholds, urgent_findings
 from fhir_server.auth.access import acting
 from fhir_server.auth.identity import SYSTEM
+from fhir_server.errors import Gone, NotFound
 from fhir_server.storage.engine import before_commit, transaction_state
 
 __all__ = ["install"]
@@ -71,10 +72,10 @@ def _noticed(server, thresholds: Thresholds, conn: Connection, before: dict | No
 def _refer(server, thresholds: Thresholds, conn: Connection, pending: dict[str, dict[str, str]]) -> None:
     """Write the urgent referrals of the follow-ups this transaction made urgent."""
     for encounter_ref, observation_refs in pending.items():
-        encounter = server.store.current(conn, "Encounter", encounter_ref.split("/", 1)[1])
-        if encounter is None or encounter.deleted:
+        try:
+            encounter = server.resources.read("Encounter", encounter_ref.split("/", 1)[1], conn, identity=SYSTEM)
+        except (NotFound, Gone):
             continue
-        encounter = encounter.json()
         for kind in kinds_of(encounter):
             try:
                 record = from_fhir(server, encounter, kind, conn=conn)
