@@ -23,8 +23,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
-from sqlalchemy import Connection, FromClause, Select, and_, exists, false, func, not_, or_, select, true, union
+from sqlalchemy import (
+    Connection, FromClause, Select, and_, bindparam, exists, false, func, not_, or_, select, true, union,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from fhir_server.errors import InvalidRequest
@@ -35,6 +38,7 @@ from fhir_server.search.parse import (
 from fhir_server.search.registry import SearchParam
 from fhir_server.storage.index import date as date_index
 from fhir_server.storage.index import reference as reference_index
+from fhir_server.storage.index.text import clip
 from fhir_server.storage.schema import INDEX_TABLES, resource
 from fhir_server.storage.store import SearchParamKeys
 
@@ -82,6 +86,32 @@ class SearchCompiler:
         """The WHERE clause over ``resource`` for a request (``conn`` lets it sample drivers)."""
         clause = self._where(request.resource_type, request.filters, resource, conn, visible)
         return clause if extra is None else and_(clause, extra)
+
+    def exact_tokens(self, request: SearchRequest) -> tuple[Select, dict] | None:
+        """The ids of live resources matching ``param=system|code[,system|code...]`` on one token
+        parameter (at most two: enough to tell one match from several), as a query built once per
+        parameter and number of values, and its values; None for any other request.
+
+        These are the criteria of conditional creates and updates by identifier (every HL7 v2
+        message and most transactions carry several). Built the general way, each costs far more
+        to construct than to run; this one is only given new values, so SQLAlchemy's compiled
+        cache serves it. It matches exactly what ``where`` would (no access condition: the
+        caller applies this only to unrestricted callers).
+        """
+        if len(request.filters) != 1:
+            return None
+        item = request.filters[0]
+        if not isinstance(item, Filter) or item.chain or item.modifier or item.param.type != "token":
+            return None
+        tokens = []
+        for value in item.values:
+            system, bar, code = value.raw.partition("|")
+            if not bar or not system or not code or "|" in code or "\\" in value.raw:
+                return None
+            tokens += [clip(system), clip(code)]
+        sps = tuple(self._sp(item.param.resource_type, p.code) for p in self._parts(item.param))
+        query = _exact_tokens_query(sps, len(item.values))
+        return query, {f"t{i}": token for i, token in enumerate(tokens)}
 
     def ordered(self, request: SearchRequest, extra: ColumnElement | None = None,
                 conn: Connection | None = None, visible: Visible | None = None) -> Select:
@@ -282,6 +312,18 @@ class SearchCompiler:
         # A parameter never indexed has no key yet; -1 matches no row.
         key = self.keys.lookup(rtype, code)
         return -1 if key is None else key
+
+
+@lru_cache(maxsize=512)
+def _exact_tokens_query(sps: tuple[int, ...], count: int) -> Select:
+    """``SearchCompiler.exact_tokens``'s query for these parameter keys and number of values;
+    the values are the bound parameters t0, t1, ... (system, code of each in turn)."""
+    table = INDEX_TABLES["token"]
+    values = or_(*(and_(table.c.system == bindparam(f"t{2 * i}"), table.c.code == bindparam(f"t{2 * i + 1}"))
+                   for i in range(count)))
+    rows = table.c.sp == sps[0] if len(sps) == 1 else table.c.sp.in_(sps)
+    pids = select(table.c.pid).where(rows, values)
+    return select(resource.c.res_id).where(resource.c.deleted.is_(False), resource.c.pid.in_(pids)).limit(2)
 
 
 def count_of(where: ColumnElement) -> Select:

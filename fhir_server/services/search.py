@@ -65,8 +65,12 @@ class SearchService:
         unknown parameter is an error)."""
         request = self.parse(res_type, pairs, strict=True)
         self.store.flush(conn)  # index rows this transaction has written must be visible
-        visible = self.access.view(conn, identity).rows
-        query = select(resource.c.res_id).where(self.compiler.where(request, conn=conn, visible=visible)).limit(2)
+        view = self.access.view(conn, identity)
+        exact = self.compiler.exact_tokens(request) if view.unrestricted else None
+        if exact is not None:
+            query, values = exact
+            return [row.res_id for row in conn.execute(query, values)]
+        query = select(resource.c.res_id).where(self.compiler.where(request, conn=conn, visible=view.rows)).limit(2)
         return [row.res_id for row in conn.execute(query)]
 
     def search(self, request: SearchRequest, conn: Connection | None = None, *, identity: Identity) -> SearchResult:
