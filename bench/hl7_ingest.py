@@ -1,10 +1,10 @@
 """Benchmark: sustained ORU^R01 ingest over MLLP, with ACKs, from several concurrent connections.
 
-    python bench/hl7_ingest.py --engine sqlite --messages 1500 --connections 4
+    python bench/hl7_ingest.py --engine sqlite --messages 1500 --connections 4 --workers 2
     python bench/hl7_ingest.py --engine both
 
-For each engine it starts the real server (``python -m fhir_server serve --mllp-port P``) on a
-fresh database, opens ``--connections`` MLLP connections (each a different sending facility,
+For each engine it starts the real server (``python -m fhir_server serve --workers N --mllp-port P``,
+every worker taking MLLP connections) on a fresh database, opens ``--connections`` MLLP connections (each a different sending facility,
 as the township LIS of a county would be), sends ORU^R01 messages with 5 OBX results each
 (every message a new patient), each connection waiting for its ACK before the next message
 (MLLP is synchronous), and measures messages per second and the ACK latency (send to ACK
@@ -42,13 +42,13 @@ from adapters.hl7v2.mllp import MllpClient  # noqa: E402
 class Server:
     """``python -m fhir_server serve --mllp-port`` on loopback ports."""
 
-    def __init__(self, database_url: str):
+    def __init__(self, database_url: str, workers: int):
         self.port, self.mllp_port = free_port(), free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.log = open(OUT / "hl7-ingest-server.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fhir_server", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--mllp-port", str(self.mllp_port), "--database-url", database_url],
+             "--mllp-port", str(self.mllp_port), "--database-url", database_url, "--workers", str(workers)],
             cwd=OUT, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         wait_until_serving(f"http://127.0.0.1:{self.port}/fhir", self.proc)
 
@@ -86,15 +86,17 @@ def messages_for(connection: int, count: int, run: str) -> list[bytes]:
             for n in range(count)]
 
 
-def measure(database_url: str, connections: int, total: int, warmup: int) -> dict:
-    server = Server(database_url)
+def measure(database_url: str, connections: int, total: int, warmup: int, workers: int) -> dict:
+    server = Server(database_url, workers)
     try:
         run = datetime.now(UTC).strftime("%H%M%S")
         per_connection = max(1, total // connections)
+        # every connection at once, so that every worker has taken some before the measure
         warm = [Connection(server.mllp_port, i, messages_for(i, warmup, "w" + run), threading.Barrier(1))
-                for i in range(1)]
+                for i in range(connections)]
         for c in warm:
             c.start()
+        for c in warm:
             c.join()
         barrier = threading.Barrier(connections + 1)
         workers = [Connection(server.mllp_port, i, messages_for(i, per_connection, run), barrier)
@@ -185,6 +187,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1500, help="ORU^R01 messages measured, in all")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes (serve --workers)")
     parser.add_argument("--no-record", action="store_true", help="print the table only")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -193,7 +196,7 @@ def main() -> None:
     for engine in engines:
         url = sqlite_url("hl7-ingest") if engine == "sqlite" else postgres_url()
         try:
-            results[engine] = measure(url, args.connections, args.messages, args.warmup)
+            results[engine] = measure(url, args.connections, args.messages, args.warmup, args.workers)
         finally:
             if engine == "postgres":
                 stop_postgres()
@@ -217,6 +220,8 @@ def render(results: dict, rates: dict[str, float], stages: dict[str, float], arg
         "",
         "| measure | " + " | ".join(engines) + " |",
         "|---|" + "---|" * len(engines),
+        "| server worker processes (each takes MLLP connections) | " + " | ".join(str(args.workers) for _ in engines)
+        + " |",
         "| connections (one sending facility each) | " + " | ".join(str(args.connections) for _ in engines) + " |",
         "| ORU^R01 messages (5 OBX each), all ACKed AA | "
         + " | ".join(f"{r['messages']:,} ({r['failures']} not AA)" for r in results.values()) + " |",

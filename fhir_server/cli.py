@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -47,7 +46,8 @@ def serve(
     no_auth: bool = typer.Option(
         False, "--no-auth", help="Serve every request without a token. Local development only: "
         "logs a warning at start and on every request."),
-    mllp_port: int = typer.Option(None, help="Also listen for HL7 v2 over MLLP on this port (one worker)."),
+    mllp_port: int = typer.Option(None, help="Also listen for HL7 v2 over MLLP on this port (in every worker: "
+                                  "each sender's messages are still applied in order)."),
 ) -> None:
     """Start the FHIR server."""
     from fhir_server.api.app import create_app
@@ -63,43 +63,23 @@ def serve(
     if settings.auth_enabled:
         _hint_when_no_client(server)
     console.print(f"FHIR base: [bold]{settings.base_url}[/bold]  database: {server.db.url.render_as_string(hide_password=True)}")
-    if mllp_port is not None and workers > 1:
-        console.print("[red]--mllp-port needs --workers 1 (the listener orders each sender's messages "
-                      "in one process); run `python -m fhir_server mllp` beside the workers instead[/red]")
-        raise typer.Exit(2)
     if workers > 1:
+        from fhir_server.api.workers import serve_workers
         from fhir_server.auth.signing_key import load_or_create
 
         load_or_create(server.db)  # before the workers start, so that they share one key
-        os.environ["FHIR_DATABASE_URL"] = settings.database_url
-        os.environ["FHIR_AUTH_ENABLED"] = str(settings.auth_enabled).lower()
+        if mllp_port is not None:
+            from adapters.hl7v2.cli import finish_interrupted_now
+
+            finish_interrupted_now(server)  # before any worker takes a connection
         server.close()
-        _serve_workers(host, port, workers)
+        serve_workers(settings, host, port, workers, mllp_port)
     elif mllp_port is not None:
         from adapters.hl7v2.cli import serve_with_mllp
 
         serve_with_mllp(server, create_app(server), host, port, mllp_port)
     else:
         uvicorn.run(create_app(server), host=host, port=port, log_level="warning", access_log=False)
-
-
-def _serve_workers(host: str, port: int, workers: int) -> None:
-    """Several worker processes on one listening socket, which gives each new connection to a
-    worker with the fewest open ones (``api/balanced_listener.py``).
-
-    The socket is bound here with ``IPPROTO_TCP`` rather than by uvicorn: uvicorn's own
-    multi-worker listener has ``proto`` 0, so asyncio never sets TCP_NODELAY on accepted
-    connections and every keep-alive request waits ~40 ms for a delayed ACK
-    (uvicorn issue #3149).
-    """
-    from uvicorn.supervisors import Multiprocess
-
-    from fhir_server.api.balanced_listener import BalancedListener
-
-    # the asyncio loop: its accept is the listener's own (uvloop accepts in C, past the balancing)
-    config = uvicorn.Config("fhir_server.api.asgi:app", host=host, port=port, workers=workers,
-                            log_level="warning", access_log=False, loop="asyncio")
-    Multiprocess(config, sockets=[BalancedListener.for_workers(host, port, workers)]).run()
 
 
 @cli.command()

@@ -4,15 +4,18 @@
     hl7-replay [ID...] [--status error,refused] [--sender 'APP|FACILITY']
     hl7-inbound [--status S] [--sender S]       list the inbound store
     mllp --port P [--host H]                    the MLLP listener on its own
-    serve ... --mllp-port P                     the listener beside the HTTP server (serve_with_mllp)
+    serve ... --mllp-port P                     the listener beside the HTTP server (serve_with_mllp;
+                                                with --workers N, in every worker: mllp_listening)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import typer
@@ -170,29 +173,45 @@ def mllp(
 
 
 async def _run_listener_until_stopped(server, host: str, port: int, max_message_bytes: int) -> None:
+    async with mllp_listening(server, host=host, port=port, max_message_bytes=max_message_bytes):
+        console.print(f"MLLP listener on {host}:{port}")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+
+@contextlib.asynccontextmanager
+async def mllp_listening(server, *, host: str | None = None, port: int | None = None, sock=None,
+                         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                         finish_interrupted: bool = True) -> AsyncIterator[None]:
+    """The MLLP listener on ``host:port`` (or the listening socket ``sock``) for the length of
+    the block, its messages going through the server's pipeline. With ``finish_interrupted``,
+    the messages a stopped process left unfinished are written first, before any connection
+    is taken."""
     from adapters.hl7v2.pipeline import InboundChannel, pipeline_for
 
     channel = InboundChannel(pipeline_for(server))
-    await _finish_interrupted(channel)
-    listener = await start_listener(channel.handle, host, port, max_message_bytes=max_message_bytes)
-    console.print(f"MLLP listener on {host}:{port}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        if finish_interrupted:
+            await asyncio.to_thread(finish_interrupted_now, server)
+        listener = await start_listener(channel.handle, host, port, sock=sock, max_message_bytes=max_message_bytes)
+        try:
+            yield
+        finally:
+            listener.close()
+            await listener.wait_closed()
     finally:
-        listener.close()
-        await listener.wait_closed()
         channel.close()
 
 
-async def _finish_interrupted(channel) -> None:
-    """Messages a stopped process left unfinished, written before new ones are taken."""
+def finish_interrupted_now(server) -> None:
+    """Write the messages a stopped process stored but never finished (``replay.finish_interrupted``)."""
+    from adapters.hl7v2.pipeline import pipeline_for
     from adapters.hl7v2.replay import finish_interrupted
 
-    results = await asyncio.to_thread(finish_interrupted, channel.pipeline)
+    results = finish_interrupted(pipeline_for(server))
     if results:
         done = sum(1 for r in results if r.outcome is not None and r.outcome.status == "processed")
         console.print(f"{len(results)} message(s) a stopped process left unfinished: {done} written now, "
@@ -204,20 +223,11 @@ def serve_with_mllp(server, app, host: str, port: int, mllp_port: int) -> None:
     database work runs in its own thread pool."""
     import uvicorn
 
-    from adapters.hl7v2.pipeline import InboundChannel, pipeline_for
-
     async def main() -> None:
-        channel = InboundChannel(pipeline_for(server))
-        await _finish_interrupted(channel)
-        listener = await start_listener(channel.handle, host, mllp_port)
-        console.print(f"MLLP listener on {host}:{mllp_port}")
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-        try:
+        async with mllp_listening(server, host=host, port=mllp_port):
+            console.print(f"MLLP listener on {host}:{mllp_port}")
+            config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
             await uvicorn.Server(config).serve()
-        finally:
-            listener.close()
-            await listener.wait_closed()
-            channel.close()
 
     asyncio.run(main())
 

@@ -137,10 +137,12 @@ def nak(refusal: Refusal) -> bytes:
     return build_ack(header, "AR", [problem])
 
 
-async def start_listener(handler: Handler, host: str, port: int, *,
+async def start_listener(handler: Handler, host: str | None = None, port: int | None = None, *,
+                         sock: socket.socket | None = None,
                          max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                          idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> asyncio.Server:
-    """Listen for MLLP connections on ``host:port`` (port 0: any free port)."""
+    """Listen for MLLP connections on ``host:port`` (port 0: any free port), or on the listening
+    socket ``sock`` (a worker of ``serve --workers N``)."""
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
@@ -182,7 +184,7 @@ async def start_listener(handler: Handler, host: str, port: int, *,
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
 
-    return await asyncio.start_server(connection, host, port, limit=2 ** 20)
+    return await asyncio.start_server(connection, host, port, sock=sock, limit=2 ** 20)
 
 
 class MllpClient:

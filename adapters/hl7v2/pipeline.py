@@ -5,7 +5,9 @@ For every message, whatever it came through (MLLP, a file, a replay):
 1. Read the header (``translate.read_header``). A message without a readable MSH is stored
    as ``refused`` and answered with a NAK (AR) built from what can be guessed.
 2. Take the sender's turn: messages of one sender (MSH-3|MSH-4) are applied one at a time, in
-   the order they arrived; different senders proceed side by side.
+   the order they arrived, by every process using the database (``Database.exclusive``: a lock
+   file per sender on SQLite, an advisory lock on PostgreSQL); different senders proceed side by
+   side.
 3. Store the raw bytes (committed) before anything else. A redelivery of a finished message
    (same sender and MSH-10) is stored as ``duplicate`` and answered with the original ACK;
    nothing else happens.
@@ -96,8 +98,6 @@ class InboundPipeline:
         self.store = InboundStore(server.db)
         self._read_header = read_header or _default_reader
         self._translate = translate or _default_translator
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
 
     # -- the steps ---------------------------------------------------------------------------
     def read_header(self, raw: bytes) -> Header | None:
@@ -112,10 +112,9 @@ class InboundPipeline:
 
     @contextlib.contextmanager
     def sender_turn(self, sender: str) -> Iterator[None]:
-        """One message of ``sender`` at a time (across threads of this process)."""
-        with self._locks_guard:
-            lock = self._locks.setdefault(sender, threading.Lock())
-        with lock:
+        """One message of ``sender`` at a time, in every thread and process using the database
+        (several MLLP workers, a replay, an ``import-hl7``)."""
+        with self.server.db.exclusive(f"hl7v2 sender {sender}"):
             yield
 
     def receive(self, raw: bytes, *, source: str | None = None, header: Header | None = None) -> Outcome:

@@ -49,7 +49,6 @@ class BalancedListener(socket.socket):
     def _share(self, counts, pids, lock) -> None:
         self._counts, self._pids, self._lock = counts, pids, lock
         self._slot: int | None = None
-        self._accepted: list[socket.socket] = []
         self._refused_since: float | None = None
 
     def __reduce__(self):
@@ -59,16 +58,17 @@ class BalancedListener(socket.socket):
 
     # ---- in a worker ---------------------------------------------------------------------
     def accept(self):
-        mine = self._open_connections()
         slot = self._claim_slot()
-        self._counts[slot] = mine
-        if self._leave_to_others(slot, mine):
+        if self._leave_to_others(slot, self._counts[slot]):
             time.sleep(_PAUSE_SECONDS)
             raise BlockingIOError("a worker with fewer connections takes this one")
-        conn, address = super().accept()
+        fd, address = self._accept()
+        conn = _Counted(self.family, self.type, self.proto, fileno=fd)
+        if socket.getdefaulttimeout() is None and self.gettimeout():
+            conn.setblocking(True)  # as socket.accept does
         self._refused_since = None  # the next connection gets its own wait
-        self._accepted.append(conn)
-        self._counts[slot] = mine + 1
+        self._counts[slot] += 1  # only this process writes its slot, from its event loop
+        conn.counted_in(self._counts, slot)
         return conn, address
 
     def _leave_to_others(self, slot: int, mine: int) -> bool:
@@ -80,10 +80,6 @@ class BalancedListener(socket.socket):
         if self._refused_since is None or now - self._refused_since > _EPISODE:
             self._refused_since = now
         return now - self._refused_since < YIELD_SECONDS
-
-    def _open_connections(self) -> int:
-        self._accepted = [s for s in self._accepted if s.fileno() != -1]  # closed by their transports
-        return len(self._accepted)
 
     def _claim_slot(self) -> int:
         if self._slot is None:
@@ -97,9 +93,26 @@ class BalancedListener(socket.socket):
         return self._slot
 
 
+class _Counted(socket.socket):
+    """An accepted connection that leaves its worker's count when it is closed (by its transport)."""
+
+    def counted_in(self, counts, slot: int) -> None:
+        self._counted = (counts, slot)
+
+    def close(self) -> None:
+        counted, self._counted = getattr(self, "_counted", None), None
+        super().close()
+        if counted is not None:
+            counts, slot = counted
+            counts[slot] -= 1
+
+
 def _rebuild(fd: DupFd, family: int, kind: int, proto: int, counts, pids, lock) -> BalancedListener:
+    """In a worker: the listener, its slot claimed at once, so that the other workers count this
+    one (with its connections) from the start rather than from its first accept."""
     listener = BalancedListener(family, kind, proto, fileno=fd.detach())
     listener._share(counts, pids, lock)
+    listener._claim_slot()
     return listener
 
 

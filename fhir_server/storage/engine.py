@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from fhir_server.storage.group_commit import GroupCommit
+from fhir_server.storage.locks import advisory_lock, file_lock
 from fhir_server.storage.sqlite_planner import seed_statistics
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -159,6 +160,18 @@ class Database:
                 yield conn
             finally:
                 conn.rollback()
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the lock ``name`` against every other holder, in any thread or process using
+        this database (waiting for it as long as it takes). Not a transaction: the block opens
+        its own."""
+        if self.is_sqlite:
+            with file_lock(Path(f"{self.url.database}.locks"), name):
+                yield
+        else:
+            with advisory_lock(self.engine, name):
+                yield
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration of every branch (creates it on an empty database)."""

@@ -11,12 +11,12 @@ so a write that was acknowledged is a write that was committed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import threading
 from collections.abc import Callable, Iterator
 
 from sqlalchemy import Connection, Engine
+
+from fhir_server.storage.locks import FileLock
 
 # A batch commits at the latest after this many writers, to bound the wait of the first.
 MAX_WRITERS = 64
@@ -39,7 +39,7 @@ class GroupCommit:
         self.state_key = state_key  # where a writer's transaction state lives in conn.info
         # Server processes sharing the file take turns through a lock the kernel queues,
         # rather than SQLite's busy-wait (which sleeps and retries).
-        self._file_lock = _FileLock(lock_path)
+        self._file_lock = FileLock(lock_path)
         self._turn = threading.Lock()  # one writer uses the shared connection at a time
         self._waiting = 0
         self._waiting_lock = threading.Lock()
@@ -127,20 +127,3 @@ class GroupCommit:
         """Give the writers' connection back (the engine is being disposed)."""
         with self._turn:
             self._discard_connection()
-
-
-class _FileLock:
-    """An exclusive ``flock`` on a file beside the database, held for one batch."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def release(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from fhir_server.api.balanced_listener import YIELD_SECONDS, BalancedListener
+from fhir_server.api.balanced_listener import YIELD_SECONDS, BalancedListener, _rebuild
 
 
 @pytest.fixture
@@ -48,7 +48,10 @@ def test_a_worker_with_more_connections_leaves_a_new_one_to_another(listener):
 def test_closed_connections_stop_counting(listener):
     client = _connect(listener)
     accepted, _ = listener.accept()
-    accepted.close()
+    assert listener._counts[0] == 1
+    accepted.close()  # as its transport closes it: the count goes down at once
+    accepted.close()  # (once)
+    assert listener._counts[0] == 0
     client.close()
     other = _connect(listener)
     again, _ = listener.accept()  # 0 open here again: no waiting
@@ -63,3 +66,20 @@ def test_a_dead_sibling_is_not_waited_for(listener):
     accepted = [listener.accept()[0], listener.accept()[0]]
     for s in (*clients, *accepted):
         s.close()
+
+
+def test_a_worker_is_counted_from_the_moment_the_listener_reaches_it(listener):
+    """Before its first accept, a worker already holds a slot: the others leave it new connections
+    (a worker that took four at once before its sibling woke was the bug)."""
+
+    class SentFd:  # what multiprocessing's DupFd gives a spawned worker
+        def detach(self) -> int:
+            return os.dup(listener.fileno())
+
+    listener._pids[1] = 0
+    worker = _rebuild(SentFd(), listener.family, listener.type, listener.proto,
+                      listener._counts, listener._pids, listener._lock)
+    try:
+        assert listener._pids[worker._slot] == os.getpid() and listener._counts[worker._slot] == 0
+    finally:
+        worker.close()

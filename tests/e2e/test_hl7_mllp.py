@@ -18,14 +18,17 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_server_process import _free_port, access_token, register_client, running_server
+from test_server_process import (
+    _connections_per_process, _free_port, access_token, register_client, running_server,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters" / "hl7v2"))
-from hl7_inbound_messages import RESULTS, oru_bytes  # noqa: E402
+from hl7_inbound_messages import RESULTS, oru_bytes, resident_id  # noqa: E402
 
 from adapters.hl7v2.mllp import MllpClient  # noqa: E402
 
 pytestmark = pytest.mark.e2e
+RESIDENT_ID = "urn:oid:2.16.156.10011.1.3"
 
 
 @pytest.fixture
@@ -122,17 +125,20 @@ class Stream(threading.Thread):
             pass  # the server was killed
 
 
-def test_killing_the_server_mid_stream_loses_no_acked_message_and_half_writes_none(tmp_path, database_url):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_killing_the_server_mid_stream_loses_no_acked_message_and_half_writes_none(tmp_path, database_url, workers):
     run = uuid.uuid4().hex[:6]
     mllp_port = _free_port()
-    with running_server(tmp_path, database_url, "--mllp-port", str(mllp_port)) as server:
+    options = ("--mllp-port", str(mllp_port), "--workers", workers)
+    with running_server(tmp_path, database_url, *options) as server:
         streams = [Stream(mllp_port, i, run) for i in range(4)]
         for s in streams:
             s.start()
         deadline = time.monotonic() + 120
         while sum(len(s.acked) for s in streams) < 40 and time.monotonic() < deadline:
             time.sleep(0.05)
-        os.kill(server.process.pid, signal.SIGKILL)  # mid-stream: messages are in flight
+        for pid in [*_children(server.process.pid), server.process.pid]:  # mid-stream: messages in flight
+            os.kill(pid, signal.SIGKILL)
         server.process.wait(timeout=30)
         for s in streams:
             s.stop.set()
@@ -143,7 +149,7 @@ def test_killing_the_server_mid_stream_loses_no_acked_message_and_half_writes_no
     in_flight = [c for c in sent if c not in set(acked)]
     assert in_flight  # killed with messages in hand, not between them
 
-    with running_server(tmp_path, database_url, "--mllp-port", str(mllp_port)) as server:
+    with running_server(tmp_path, database_url, *options) as server:
         client_id, secret = register_client(tmp_path, database_url)
         token = access_token(server.base, client_id, secret)
         records = {}
@@ -181,6 +187,66 @@ def test_killing_the_server_mid_stream_loses_no_acked_message_and_half_writes_no
         statuses = [r["status"] for s in streams for r in inbound(server.base, token, sender=f"LIS|{s.facility}")]
         assert statuses.count("processed") == len(sent)
         assert statuses.count("duplicate") == 3 + len(committed_unacked)
+
+
+def _children(pid: int) -> list[int]:
+    import subprocess
+
+    return [int(c) for c in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+
+
+def test_every_worker_takes_mllp_connections_and_a_sender_on_two_of_them_is_applied_whole(tmp_path, database_url):
+    """``serve --workers 2 --mllp-port P``: MLLP connections are shared between the workers like
+    HTTP ones, and two connections of one sender, on different workers, are applied one message
+    at a time (the sender's lock is held across processes): every message is processed once,
+    with its patient created once though both connections name the same patients."""
+    run = uuid.uuid4().hex[:6]
+    mllp_port = _free_port()
+    with running_server(tmp_path, database_url, "--workers", "2", "--mllp-port", str(mllp_port)) as server:
+        serving, deadline, probes = set(), time.monotonic() + 60, 0
+        while len(serving) < 2 and time.monotonic() < deadline:  # until both workers take connections
+            with MllpClient("127.0.0.1", mllp_port) as probe:
+                assert msa(probe.send(oru_bytes(f"P{probes}-{run}", sender=("LIS", f"探针-{run}"),
+                                                 patient=900 + probes)))[1] == "AA"
+                serving |= set(_connections_per_process(server.process.pid, mllp_port))
+            probes += 1
+        assert len(serving) == 2, "the second worker never took an MLLP connection"
+
+        facility = f"县人民医院-{run}"
+        clients = [MllpClient("127.0.0.1", mllp_port, timeout=60) for _ in range(4)]
+        acks: list[list[str]] = []
+
+        def send(client: MllpClient, number: int) -> None:
+            for n in range(10):  # each message's patient is sent by both connections of its sender
+                sender = facility if number % 2 == 0 else f"{facility}-2"
+                control_id = f"W{number}-{n}-{run}"
+                acks.append(msa(client.send(oru_bytes(control_id, sender=("LIS", sender), patient=700 + n)))[1:3])
+
+        threads = [threading.Thread(target=send, args=(c, i)) for i, c in enumerate(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        per_worker = _connections_per_process(server.process.pid, mllp_port)
+        for c in clients:
+            c.close()
+        assert sorted(per_worker.values()) == [2, 2], per_worker
+        assert len(acks) == 40 and all(code == "AA" for code, _ in acks), acks
+
+        client_id, secret = register_client(tmp_path, database_url)
+        token = access_token(server.base, client_id, secret)
+        statuses = [r["status"] for sender in (facility, f"{facility}-2")
+                    for r in inbound(server.base, token, sender=f"LIS|{sender}")]
+        assert statuses == ["processed"] * 40
+        with http_client(server.base, token) as http:
+            for number in range(4):
+                [report] = search(http, "/DiagnosticReport", identifier=f"LABW{number}-3-{run}")
+                assert len(report["result"]) == len(RESULTS)
+            for n in range(10):  # the same patient sent on two workers at once: one Patient
+                [patient] = search(http, "/Patient", identifier=f"{RESIDENT_ID}|{resident_id(700 + n)}")
+                subjects = {search(http, "/DiagnosticReport", identifier=f"LABW{number}-{n}-{run}")[0]["subject"][
+                    "reference"] for number in range(4)}
+                assert subjects == {f"Patient/{patient['id']}"}
 
 
 def test_the_standalone_mllp_listener_command(tmp_path, database_url):
