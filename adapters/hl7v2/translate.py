@@ -3,6 +3,8 @@
 ``read_header(raw)`` reads MSH (raises ``MessageUnreadable`` when there is none);
 ``translate(raw, server)`` returns a ``Translation`` (contract.py):
 
+- a sender whose ``accepted`` setting (``mappings/hl7v2/senders.csv``) is not ``yes`` is refused
+  (AR, 103 at MSH-3);
 - the message type is looked up in ``mappings/hl7v2/messages.csv``: an unknown message code
   is refused (AR, 200), a known code with an event not listed too (AR, 201);
 - the handler maps the segments into a transaction Bundle (every entry with a ``urn:uuid``
@@ -36,6 +38,11 @@ def translate(raw: bytes, server, parser: str = "split") -> Translation:
     context = MappingContext(header, server)
     for note in decoded.notes:
         context.warn("MSH", 18 if "MSH-18" in note or "character set" in note else 2, "102", note)
+    if not context.flag("accepted"):
+        context.problem("MSH", 3, "103", "E",
+                        f"{header.sending_application} at {header.sending_facility} is not an accepted sender "
+                        "(mappings/hl7v2/senders.csv, setting 'accepted')")
+        return Translation(header, "AR", None, context.problems)
     code, _, event = header.message_type.partition("^")
     handler_name = context.tables.handler(code, event)
     if handler_name is None:

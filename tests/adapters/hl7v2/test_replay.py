@@ -3,14 +3,11 @@ message is replayed from the store (function, command, API) and its resources ar
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from hl7_inbound_messages import oru_r01
 from typer.testing import CliRunner
 
-from adapters.hl7v2 import mapping_tables
 from adapters.hl7v2.pipeline import InboundPipeline
 from adapters.hl7v2.replay import finish_interrupted, replay_records, replayable_ids
 from fhir_server.auth.identity import SYSTEM
@@ -22,18 +19,6 @@ UNKNOWN_VALUE_TYPE = [("GLU", "空腹血糖", "3.9^6.1", "mmol/L", "", "N")]
 
 def message(control_id: str) -> bytes:
     return oru_r01(control_id, results=UNKNOWN_VALUE_TYPE).replace("|NM|", "|NR|").encode()
-
-
-@pytest.fixture
-def mappings(tmp_path, monkeypatch):
-    """A copy of mappings/hl7v2 that the translation reads, to fix a table in (never the repo's)."""
-    directory = tmp_path / "hl7v2"
-    shutil.copytree(mapping_tables.MAPPINGS_DIR, directory)
-    monkeypatch.setattr(mapping_tables.MappingTables.__init__, "__defaults__", (directory,))
-    mapping_tables.tables.cache_clear()
-    yield directory
-    monkeypatch.undo()
-    mapping_tables.tables.cache_clear()
 
 
 def fix_value_type_table(directory) -> None:
