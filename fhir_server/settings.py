@@ -5,7 +5,6 @@ Command-line options of ``python -m fhir_server serve`` override the environment
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -53,8 +52,3 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
