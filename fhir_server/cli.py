@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -50,7 +51,7 @@ def serve(
                                   "each sender's messages are still applied in order)."),
 ) -> None:
     """Start the FHIR server."""
-    from fhir_server.api.app import create_app
+    from fhir_server.api.app import create_app, serving
     from fhir_server.server import start_server
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -74,12 +75,14 @@ def serve(
             finish_interrupted_now(server)  # before any worker takes a connection
         server.close()
         serve_workers(settings, host, port, workers, mllp_port)
-    elif mllp_port is not None:
-        from adapters.hl7v2.cli import serve_with_mllp
+        return
+    beside = None
+    if mllp_port is not None:
+        from adapters.hl7v2.cli import mllp_listening
 
-        serve_with_mllp(server, create_app(server), host, port, mllp_port)
-    else:
-        uvicorn.run(create_app(server), host=host, port=port, log_level="warning", access_log=False)
+        beside = functools.partial(mllp_listening, server, host=host, port=mllp_port)
+    app = serving(create_app(server), server, beside)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
 @cli.command()

@@ -45,7 +45,8 @@ class Server:
         self.store = ResourceStore(self.keys, self.db.engine.dialect)
         self.indexer = Indexer(self.registry)
         self.access = AccessPolicy(self.registry, settings.profiles_dir, settings.base_url)
-        self.audit = AuditTrail(self.db, self.store, self.indexer, self.access)
+        self.audit = AuditTrail(self.db, self.store, self.indexer, self.access,
+                                flush_seconds=settings.audit_flush_seconds)
         self.access.refusals.append(self.audit.refusal)
         self.search = SearchService(self.db, self.store, self.registry, self.keys, settings, self.access)
         self.resources = ResourceService(self.db, self.store, self.indexer, self.search.find_ids, self.access)

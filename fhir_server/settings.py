@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     # Strict-Transport-Security max-age in seconds; 0 sends no header (set it behind TLS).
     hsts_max_age: int = 0
+    # How often queued audit events of reads (and the journal of writes) become AuditEvents;
+    # they are also written when the server stops (fhir_server/auth/audit.py).
+    audit_flush_seconds: float = 1.0
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -4,8 +4,8 @@
     hl7-replay [ID...] [--status error,refused] [--sender 'APP|FACILITY']
     hl7-inbound [--status S] [--sender S]       list the inbound store
     mllp --port P [--host H]                    the MLLP listener on its own
-    serve ... --mllp-port P                     the listener beside the HTTP server (serve_with_mllp;
-                                                with --workers N, in every worker: mllp_listening)
+    serve ... --mllp-port P                     the listener beside the HTTP server, in every worker
+                                                (mllp_listening, run by the app's lifespan)
 """
 
 from __future__ import annotations
@@ -174,7 +174,6 @@ def mllp(
 
 async def _run_listener_until_stopped(server, host: str, port: int, max_message_bytes: int) -> None:
     async with mllp_listening(server, host=host, port=port, max_message_bytes=max_message_bytes):
-        console.print(f"MLLP listener on {host}:{port}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -197,6 +196,8 @@ async def mllp_listening(server, *, host: str | None = None, port: int | None = 
         if finish_interrupted:
             await asyncio.to_thread(finish_interrupted_now, server)
         listener = await start_listener(channel.handle, host, port, sock=sock, max_message_bytes=max_message_bytes)
+        where = sock.getsockname() if sock is not None else (host, port)
+        console.print(f"MLLP listener on {where[0]}:{where[1]}")
         try:
             yield
         finally:
@@ -216,20 +217,6 @@ def finish_interrupted_now(server) -> None:
         done = sum(1 for r in results if r.outcome is not None and r.outcome.status == "processed")
         console.print(f"{len(results)} message(s) a stopped process left unfinished: {done} written now, "
                       f"{len(results) - done} kept with their reason (see hl7-replay)")
-
-
-def serve_with_mllp(server, app, host: str, port: int, mllp_port: int) -> None:
-    """The HTTP server and the MLLP listener in one process, on one event loop; the listener's
-    database work runs in its own thread pool."""
-    import uvicorn
-
-    async def main() -> None:
-        async with mllp_listening(server, host=host, port=mllp_port):
-            console.print(f"MLLP listener on {host}:{mllp_port}")
-            config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
-            await uvicorn.Server(config).serve()
-
-    asyncio.run(main())
 
 
 def register(cli: typer.Typer) -> None:

@@ -34,6 +34,7 @@ from fhir_server.auth.identity import Identity
 from fhir_server.errors import Conflict, MultipleMatches
 from fhir_server.fhir.references import map_references
 from fhir_server.storage.ids import new_resource_id
+from fhir_server.storage.locks import transaction_lock
 
 __all__ = ["KnownIds", "with_known_ids", "check_created"]
 
@@ -142,6 +143,9 @@ def check_created(server, conn: Connection, known: KnownIds, identity: Identity)
     """In the write transaction: each patient or institution this Bundle created must be the only
     one with its identifier, else another sender's message created it meanwhile (``Conflict``)."""
     for rtype, criteria in known.created:
+        # two transactions creating the same one at once (PostgreSQL) check one after the other,
+        # the second after the first committed: it then sees the twin
+        transaction_lock(conn, f"create {rtype}?{criteria}")
         if len(server.search.find_ids(conn, rtype, parse_qsl(criteria, keep_blank_values=True), identity)) > 1:
             raise Conflict(f"Another message created the {rtype} with {criteria} at the same moment")
 

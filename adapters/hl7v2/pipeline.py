@@ -33,6 +33,7 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -57,7 +58,9 @@ MESSAGE_SYSTEM = "https://county-fhir.example.org/fhir/sid/hl7v2-message"  # val
 INBOUND_RECORD_SYSTEM = "https://county-fhir.example.org/fhir/sid/hl7v2-inbound-record"
 SENDER_SYSTEM = "https://county-fhir.example.org/fhir/sid/hl7v2-sender"  # value: MSH-3|MSH-4
 _STATUS_OF = {"AA": "processed", "AE": "error", "AR": "refused"}
-_RETRIES = 2  # a write that lost a race (another message created the same Patient) is tried again
+_RETRIES = 3  # a write that lost a race (another message created the same Patient) is tried again,
+_RETRY_PAUSE = 0.02  # after a pause that grows each time: the winner's commit may still be pending
+# (a group commit of this process, which the look-up of the retry would not yet see)
 
 Reader = Callable[[bytes], Header]
 Translator = Callable[[bytes, object], Translation]
@@ -199,6 +202,7 @@ class InboundPipeline:
                         _problem_from(issue.diagnostics, issue.expression) for issue in exc.issues], header_values)
                 if attempt < _RETRIES:
                     log.info("HL7 v2 message %s: write raced another, trying again (%s)", record_id, exc)
+                    time.sleep(_RETRY_PAUSE * (attempt + 1))
                     continue
                 return self._internal_error(record_id, header, problems, header_values)
             except FhirError as exc:

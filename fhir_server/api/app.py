@@ -11,8 +11,11 @@ the SMART configuration at ``/.well-known/smart-configuration`` and under the FH
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import anyio
 from fastapi import FastAPI, Request
@@ -47,6 +50,28 @@ from adapters.public_health import urgent_watch  # the urgent-finding rule for f
 
 log = logging.getLogger(__name__)
 FHIR_PREFIX = "/fhir"
+
+
+def serving(app: FastAPI, server: Server,
+            beside: Callable[[], AbstractAsyncContextManager] | None = None) -> FastAPI:
+    """``app`` as a server process serves it: ``beside()`` (the MLLP listener) runs for as long as
+    the app does, and ``server`` is closed when it stops, so that the audit events still queued
+    are written. Both happen in the app's lifespan, which uvicorn runs to its end before it
+    re-raises the stop signal (code after ``uvicorn.run`` never runs on SIGTERM)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        try:
+            if beside is None:
+                yield
+            else:
+                async with beside():
+                    yield
+        finally:
+            server.close()
+
+    app.router.lifespan_context = lifespan
+    return app
 
 
 def create_app(server: Server) -> FastAPI:

@@ -14,7 +14,7 @@ keep-alive request waits ~40 ms for a delayed ACK (uvicorn issue #3149).
 
 from __future__ import annotations
 
-import contextlib
+import functools
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -27,31 +27,25 @@ __all__ = ["WorkerApp", "serve_workers"]
 
 class WorkerApp:
     """The app factory uvicorn calls in each worker: the FHIR app over the worker's own server,
-    listening for MLLP on ``mllp`` too when given (for as long as the app runs)."""
+    listening for MLLP on ``mllp`` too when given, for as long as the app runs; the server is
+    closed when the worker stops."""
 
     def __init__(self, settings: Settings, mllp: BalancedListener | None = None):
         self.settings = settings
         self.mllp = mllp
 
     def __call__(self):
-        from fhir_server.api.app import create_app
+        from fhir_server.api.app import create_app, serving
         from fhir_server.server import start_server
 
         server = start_server(self.settings)
-        app = create_app(server)
-        if self.mllp is not None:
+        beside, mllp = None, self.mllp
+        if mllp is not None:
             from adapters.hl7v2.cli import mllp_listening
 
-            sock = self.mllp
-
-            @contextlib.asynccontextmanager
-            async def lifespan(_app):
-                # a stopped process's unfinished messages were written by the parent, before the workers
-                async with mllp_listening(server, sock=sock, finish_interrupted=False):
-                    yield
-
-            app.router.lifespan_context = lifespan
-        return app
+            # a stopped process's unfinished messages were written by the parent, before the workers
+            beside = functools.partial(mllp_listening, server, sock=mllp, finish_interrupted=False)
+        return serving(create_app(server), server, beside)
 
 
 def serve_workers(settings: Settings, host: str, port: int, workers: int, mllp_port: int | None = None) -> None:

@@ -4,7 +4,7 @@
 host). ``Database.exclusive(name)`` holds a named lock: on SQLite a ``FileLock`` on a file per
 name, on PostgreSQL a session advisory lock (the processes may be on different hosts). Every
 holder has its own file description or session, so threads of one process exclude each other
-as well as other processes.
+as well as other processes. ``transaction_lock`` holds a name until a write transaction ends.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-__all__ = ["FileLock", "file_lock", "advisory_lock", "lock_key"]
+__all__ = ["FileLock", "file_lock", "advisory_lock", "lock_key", "transaction_lock"]
 
 
 class FileLock:
@@ -72,3 +72,11 @@ def advisory_lock(engine: Engine, name: str) -> Iterator[None]:
         finally:
             conn.exec_driver_sql("SELECT pg_advisory_unlock(%(key)s)", {"key": key})
             conn.commit()
+
+
+def transaction_lock(conn: Connection, name: str) -> None:
+    """Hold ``name`` until the write transaction of ``conn`` ends: transactions that take the
+    same name run that part one after the other. On PostgreSQL a transaction advisory lock
+    (its transactions run side by side); SQLite needs none, its one writer already serializes."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(key)s)", {"key": lock_key(name)})

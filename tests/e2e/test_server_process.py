@@ -15,6 +15,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -395,3 +396,31 @@ def _connections_per_process(parent: int, port: int) -> dict[int, int]:
         if sockets & established:
             counts[child] = len(sockets & established)
     return counts
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_stopped_server_writes_the_audit_events_still_queued(tmp_path, database_url_for_process, monkeypatch,
+                                                               workers):
+    """SIGTERM: a read of the last moments becomes an AuditEvent before the process ends (the
+    flush interval is set far beyond the test, so only the stop can have written it)."""
+    monkeypatch.setenv("FHIR_AUDIT_FLUSH_SECONDS", "600")
+    client_id, secret = register_client(tmp_path, database_url_for_process)
+    with running_server(tmp_path, database_url_for_process, "--workers", workers) as server:
+        headers = {"Authorization": f"Bearer {access_token(server.base, client_id, secret)}"}
+        with httpx.Client(base_url=server.base, headers=headers, trust_env=False, timeout=30) as http:
+            created = http.post("/Patient", json={"resourceType": "Patient", "name": [{"family": "停"}]},
+                                headers={"Content-Type": "application/fhir+json"})
+            assert created.status_code == 201, created.text
+            patient = created.json()["id"]
+            assert http.get(f"/Patient/{patient}").status_code == 200
+        server.process.terminate()
+        # uvicorn ends by raising the signal again once it has stopped: -SIGTERM (workers' parent: 0)
+        assert server.process.wait(timeout=60) in (0, -signal.SIGTERM), server.log()
+    monkeypatch.delenv("FHIR_AUDIT_FLUSH_SECONDS")
+    auditor_id, auditor_secret = register_client(tmp_path, database_url_for_process, "system/AuditEvent.rs")
+    with running_server(tmp_path, database_url_for_process) as server:
+        token = access_token(server.base, auditor_id, auditor_secret)
+        bundle = httpx.get(f"{server.base}/AuditEvent", params={"patient": f"Patient/{patient}"},
+                           headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=30).json()
+        subtypes = {c["code"] for entry in bundle.get("entry", []) for c in entry["resource"]["subtype"]}
+        assert "read" in subtypes, subtypes  # written at the stop; the create's record was journaled

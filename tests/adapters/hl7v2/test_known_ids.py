@@ -4,6 +4,7 @@ the outcome is the one the conditional transaction would have had."""
 from __future__ import annotations
 
 import copy
+import threading
 
 from hl7_inbound_messages import RESULTS, oru_bytes, resident_id
 
@@ -129,3 +130,42 @@ def test_a_resource_the_bundle_names_twice_is_written_once_and_other_criteria_ar
     assert url.startswith("Observation/") and observations[0]["resource"]["id"] == url.split("/")[1]
     assert observations[0]["resource"]["performer"] == [{"reference": "urn:uuid:org-1"}]
     assert observations[2]["request"]["url"] == "Observation?code=glucose"
+
+
+def test_two_senders_creating_one_patient_at_once_make_one_patient(server, monkeypatch):
+    """Two senders' messages about a new patient, their write transactions open at the same time
+    (side by side on PostgreSQL; one after the other on SQLite): the second to check sees the
+    first's patient once the first committed, is done again, and refers to it."""
+    real_check = pipeline_module.check_created
+    second_checking = threading.Event()
+    order: list[str] = []
+    guard = threading.Lock()
+
+    def check(server_, conn, known, identity):
+        with guard:
+            order.append(threading.current_thread().name)
+            first = len(order) == 1
+        if first:
+            real_check(server_, conn, known, identity)
+            second_checking.wait(3)  # stays open while the other transaction reaches its check
+        else:
+            second_checking.set()
+            real_check(server_, conn, known, identity)
+
+    monkeypatch.setattr(pipeline_module, "check_created", check)
+    pipeline = InboundPipeline(server)
+    outcomes = {}
+
+    def send(facility: str) -> None:
+        outcomes[facility] = pipeline.receive(oru_bytes(f"TWIN-{facility}", sender=("LIS", facility), patient=77))
+
+    threads = [threading.Thread(target=send, args=(f,), name=f) for f in ("县人民医院", "凤桥镇卫生院")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert [o.status for o in outcomes.values()] == ["processed", "processed"], outcomes
+    [patient] = patients_with(server, resident_id(77))
+    reports = [read(server, next(r for r in o.resources if r.startswith("DiagnosticReport/")))
+               for o in outcomes.values()]
+    assert [r["subject"]["reference"] for r in reports] == [f"Patient/{patient}"] * 2
