@@ -230,7 +230,8 @@ def test_every_worker_takes_mllp_connections_and_a_sender_on_two_of_them_is_appl
         per_worker = _connections_per_process(server.process.pid, mllp_port)
         for c in clients:
             c.close()
-        assert sorted(per_worker.values()) == [2, 2], per_worker
+        # both workers hold some (two each when none is slow to accept: see the HTTP test)
+        assert len(per_worker) == 2 and sum(per_worker.values()) == 4, per_worker
         assert len(acks) == 40 and all(code == "AA" for code, _ in acks), acks
 
         client_id, secret = register_client(tmp_path, database_url)
