@@ -10,6 +10,7 @@ busy-wait and than one commit per write.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from fhir_server.storage.locks import advisory_lock, file_lock
 from fhir_server.storage.sqlite_planner import seed_statistics
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# alembic runs a migration through module-level proxies (``alembic.context``): one at a time per process
+_MIGRATING = threading.Lock()
 _TX_STATE = "write_transaction"
 
 
@@ -175,7 +178,7 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration of every branch (creates it on an empty database)."""
-        with self.engine.begin() as conn:
+        with _MIGRATING, self.engine.begin() as conn:
             cfg = Config()
             cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
             cfg.attributes["connection"] = conn

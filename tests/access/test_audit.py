@@ -157,6 +157,7 @@ def test_records_left_by_a_killed_process_become_events_when_the_next_one_starts
         for thread in threads:
             thread.join()
     try:
+        assert len(started) == 2  # both started (and flushed) side by side
         auditor = Identity("a", "Organization/bureau", ("system/AuditEvent.rs",))
         request = started[0].search.parse("AuditEvent", [("entity", "Observation/left")])
         assert len(started[0].search.search(request, identity=auditor).matches) == 1
