@@ -15,10 +15,10 @@ workers with the counts they share (``__reduce__``), each worker taking a slot o
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import time
-import multiprocessing
 from multiprocessing.reduction import DupFd
 
 __all__ = ["BalancedListener", "YIELD_SECONDS"]

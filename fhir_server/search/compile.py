@@ -305,8 +305,7 @@ class SearchCompiler:
         """The rows of ``table`` that are ``param``'s (or its ``component``'s): its own, or its
         union's parts'."""
         codes = [p.code if component is None else component_code(p.code, component) for p in self._parts(param)]
-        keys = [self._sp(param.resource_type, code) for code in codes]
-        return table.c.sp == keys[0] if len(keys) == 1 else table.c.sp.in_(keys)
+        return _rows_keyed(table, [self._sp(param.resource_type, code) for code in codes])
 
     def _sp(self, rtype: str, code: str) -> int:
         # A parameter never indexed has no key yet; -1 matches no row.
@@ -321,9 +320,13 @@ def _exact_tokens_query(sps: tuple[int, ...], count: int) -> Select:
     table = INDEX_TABLES["token"]
     values = or_(*(and_(table.c.system == bindparam(f"t{2 * i}"), table.c.code == bindparam(f"t{2 * i + 1}"))
                    for i in range(count)))
-    rows = table.c.sp == sps[0] if len(sps) == 1 else table.c.sp.in_(sps)
-    pids = select(table.c.pid).where(rows, values)
+    pids = select(table.c.pid).where(_rows_keyed(table, sps), values)
     return select(resource.c.res_id).where(resource.c.deleted.is_(False), resource.c.pid.in_(pids)).limit(2)
+
+
+def _rows_keyed(table, keys) -> ColumnElement:
+    """The rows of ``table`` under any of the parameter ``keys``."""
+    return table.c.sp == keys[0] if len(keys) == 1 else table.c.sp.in_(keys)
 
 
 def count_of(where: ColumnElement) -> Select:
