@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from test_server_process import (
-    _connections_per_process, _free_port, access_token, register_client, running_server,
+    _connections_per_process, _free_port, access_token, children_of, register_client, running_server,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adapters" / "hl7v2"))
@@ -137,7 +137,7 @@ def test_killing_the_server_mid_stream_loses_no_acked_message_and_half_writes_no
         deadline = time.monotonic() + 120
         while sum(len(s.acked) for s in streams) < 40 and time.monotonic() < deadline:
             time.sleep(0.05)
-        for pid in [*_children(server.process.pid), server.process.pid]:  # mid-stream: messages in flight
+        for pid in [*children_of(server.process.pid), server.process.pid]:  # mid-stream: messages in flight
             os.kill(pid, signal.SIGKILL)
         server.process.wait(timeout=30)
         for s in streams:
@@ -187,12 +187,6 @@ def test_killing_the_server_mid_stream_loses_no_acked_message_and_half_writes_no
         statuses = [r["status"] for s in streams for r in inbound(server.base, token, sender=f"LIS|{s.facility}")]
         assert statuses.count("processed") == len(sent)
         assert statuses.count("duplicate") == 3 + len(committed_unacked)
-
-
-def _children(pid: int) -> list[int]:
-    import subprocess
-
-    return [int(c) for c in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
 
 
 def test_every_worker_takes_mllp_connections_and_a_sender_on_two_of_them_is_applied_whole(tmp_path, database_url):

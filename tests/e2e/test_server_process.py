@@ -379,6 +379,11 @@ def test_worker_processes_share_long_lived_connections_evenly(tmp_path, database
     assert sorted(per_worker.values()) == [2, 2], per_worker
 
 
+def children_of(pid: int) -> list[int]:
+    """The child processes of ``pid`` (a server's workers)."""
+    return [int(c) for c in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()]
+
+
 def _connections_per_process(parent: int, port: int) -> dict[int, int]:
     """Established connections on the local ``port`` held by each child of ``parent`` (from /proc)."""
     established = set()
@@ -388,9 +393,8 @@ def _connections_per_process(parent: int, port: int) -> dict[int, int]:
                 fields = line.split()
                 if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
                     established.add(fields[9])  # the socket's inode
-    children = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
     counts = {}
-    for child in map(int, children):
+    for child in children_of(parent):
         sockets = {os.readlink(f"/proc/{child}/fd/{fd}")[8:-1] for fd in os.listdir(f"/proc/{child}/fd")
                    if os.readlink(f"/proc/{child}/fd/{fd}").startswith("socket:[")}
         if sockets & established:
