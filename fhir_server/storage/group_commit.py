@@ -33,9 +33,10 @@ class _Batch:
 
 class GroupCommit:
     def __init__(self, engine: Engine, state_key: str, finish: Callable[[Connection, list[dict]], None],
-                 lock_path: str):
+                 lock_path: str, committed: Callable[[], None] = lambda: None):
         self.engine = engine
         self.finish = finish  # runs the batch's shared work just before its commit
+        self.committed = committed  # told after each commit, once the write lock is released
         self.state_key = state_key  # where a writer's transaction state lives in conn.info
         # Server processes sharing the file take turns through a lock the kernel queues,
         # rather than SQLite's busy-wait (which sleeps and retries).
@@ -63,18 +64,20 @@ class GroupCommit:
         conn = batch.conn
         conn.info[self.state_key] = state = {}
         failure: BaseException | None = None
-        conn.exec_driver_sql("SAVEPOINT writer")
+        # savepoints on the driver's connection: SQLAlchemy's per-statement work is not needed
+        driver = conn.connection.driver_connection
+        driver.execute("SAVEPOINT writer")
         try:
             yield conn
             for callback in state.get("before_commit", ()):
                 callback()
         except BaseException as exc:  # noqa: BLE001 - raised again below, after our turn
             failure = exc
-            conn.exec_driver_sql("ROLLBACK TO writer")
+            driver.execute("ROLLBACK TO writer")
         else:
             batch.succeeded.append(state)
         finally:
-            conn.exec_driver_sql("RELEASE writer")
+            driver.execute("RELEASE writer")
             conn.info.pop(self.state_key, None)
             self._commit_if_last(batch)
             self._turn.release()
@@ -116,6 +119,8 @@ class GroupCommit:
         finally:
             self._file_lock.release()
             batch.committed.set()
+        if batch.error is None:
+            self.committed()
 
     def _discard_connection(self) -> None:
         if self._conn is not None:
