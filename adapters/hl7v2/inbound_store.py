@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy import (
     Column,
+    bindparam,
     Connection,
     DateTime,
     Index,
@@ -82,6 +83,18 @@ hl7_inbound = Table(
     Index("ix_hl7_inbound_status", "status", "id"),
     Index("ix_hl7_inbound_received_at", "received_at"),
 )
+
+
+# The statements of every message, built once (SQLAlchemy then reuses their compiled form).
+_INSERT_RECEIVED = insert(hl7_inbound).values({
+    **{name: bindparam(name) for name in ("sender", "control_id", "message_type", "version", "charset", "source",
+                                          "raw", "received_at")},
+    "status": "received", "attempts": 0})
+_RECORD_OUTCOME = update(hl7_inbound).where(hl7_inbound.c.id == bindparam("record_id")).values({
+    **{name: bindparam(name) for name in ("status", "ack", "ack_code", "problems", "resources", "processed_at")},
+    "attempts": hl7_inbound.c.attempts + 1})
+_RECORD_OUTCOME_AND_HEADER = _RECORD_OUTCOME.values(
+    {name: bindparam(name) for name in ("message_type", "version", "charset")})
 
 
 def _now() -> datetime:
@@ -179,21 +192,28 @@ class InboundStore:
             "charset": charset, "source": source, "raw": raw,
         }
         for _ in range(3):
+            # the look-up for an original reads before the write transaction: the caller holds the
+            # sender's turn, and the unique index catches whatever slips past (tried again)
+            original = self._original(values["sender"], values["control_id"])
             try:
                 with self.db.write() as conn:
-                    return self._receive(conn, values)
+                    return self._receive(conn, values, original)
             except IntegrityError:
                 continue  # another process stored the same message at the same moment: look again
         raise RuntimeError(f"Could not store the message {control_id!r} from {sender!r}")
 
-    def _receive(self, conn: Connection, values: dict) -> Received:
-        now = _now()
-        original = None
-        if values["control_id"] is not None:
+    def _original(self, sender: str, control_id: str | None) -> InboundRecord | None:
+        """The first delivery of the message ``sender`` numbered ``control_id``, if stored."""
+        if control_id is None:
+            return None
+        with self.db.read() as conn:
             row = conn.execute(select(hl7_inbound).where(
-                hl7_inbound.c.sender == values["sender"], hl7_inbound.c.control_id == values["control_id"],
+                hl7_inbound.c.sender == sender, hl7_inbound.c.control_id == control_id,
                 hl7_inbound.c.duplicate_of.is_(None))).first()
-            original = InboundRecord.from_row(row) if row is not None else None
+        return InboundRecord.from_row(row) if row is not None else None
+
+    def _receive(self, conn: Connection, values: dict, original: InboundRecord | None) -> Received:
+        now = _now()
         if original is not None and original.status not in FINISHED:
             conn.execute(update(hl7_inbound).where(hl7_inbound.c.id == original.id).values(
                 raw=values["raw"], source=values["source"]))
@@ -203,8 +223,7 @@ class InboundStore:
                 **values, received_at=now, status="duplicate", duplicate_of=original.id, ack=original.ack,
                 ack_code=original.ack_code, processed_at=now, attempts=0)).inserted_primary_key[0]
             return Received(record_id, original)
-        record_id = conn.execute(insert(hl7_inbound).values(
-            **values, received_at=now, status="received", attempts=0)).inserted_primary_key[0]
+        record_id = conn.execute(_INSERT_RECEIVED, {**values, "received_at": now}).inserted_primary_key[0]
         return Received(record_id)
 
     def record_outcome(self, conn: Connection, record_id: int, *, status: str, ack: bytes | None,
@@ -212,12 +231,14 @@ class InboundStore:
                        header: dict | None = None) -> None:
         """Record what became of a message, in the caller's transaction (with its resources)."""
         values = {
-            "status": status, "ack": ack, "ack_code": ack_code,
+            "record_id": record_id, "status": status, "ack": ack, "ack_code": ack_code,
             "problems": orjson.dumps(list(problems)).decode(),
-            "resources": orjson.dumps(list(resources)).decode(),
-            "processed_at": _now(), "attempts": hl7_inbound.c.attempts + 1,
+            "resources": orjson.dumps(list(resources)).decode(), "processed_at": _now(),
         }
-        conn.execute(update(hl7_inbound).where(hl7_inbound.c.id == record_id).values(**values, **(header or {})))
+        if header:
+            conn.execute(_RECORD_OUTCOME_AND_HEADER, {**values, **header})
+        else:
+            conn.execute(_RECORD_OUTCOME, values)
 
     def finish(self, record_id: int, **outcome) -> None:
         """``record_outcome`` in a transaction of its own (nothing else is written)."""
