@@ -90,6 +90,9 @@ _INSERT_RECEIVED = insert(hl7_inbound).values({
     **{name: bindparam(name) for name in ("sender", "control_id", "message_type", "version", "charset", "source",
                                           "raw", "received_at")},
     "status": "received", "attempts": 0})
+_ORIGINAL = select(hl7_inbound).where(
+    hl7_inbound.c.sender == bindparam("sender"), hl7_inbound.c.control_id == bindparam("control_id"),
+    hl7_inbound.c.duplicate_of.is_(None))
 _RECORD_OUTCOME = update(hl7_inbound).where(hl7_inbound.c.id == bindparam("record_id")).values({
     **{name: bindparam(name) for name in ("status", "ack", "ack_code", "problems", "resources", "processed_at")},
     "attempts": hl7_inbound.c.attempts + 1})
@@ -207,9 +210,7 @@ class InboundStore:
         if control_id is None:
             return None
         with self.db.read() as conn:
-            row = conn.execute(select(hl7_inbound).where(
-                hl7_inbound.c.sender == sender, hl7_inbound.c.control_id == control_id,
-                hl7_inbound.c.duplicate_of.is_(None))).first()
+            row = conn.execute(_ORIGINAL, {"sender": sender, "control_id": control_id}).first()
         return InboundRecord.from_row(row) if row is not None else None
 
     def _receive(self, conn: Connection, values: dict, original: InboundRecord | None) -> Received:

@@ -45,6 +45,9 @@ _CURRENT_COLS = (
     resource.c.last_updated, resource.c.deleted, resource.c.content,
 )
 # Statements built once; each call only binds parameters.
+_CURRENT = select(*_CURRENT_COLS).where(resource.c.res_type == bindparam("res_type"),
+                                        resource.c.res_id == bindparam("res_id"))
+_CURRENT_FOR_UPDATE = _CURRENT.with_for_update()
 _UPDATE_RESOURCE = (
     update(resource)
     .where(resource.c.pid == bindparam("b_pid"))
@@ -192,10 +195,8 @@ class ResourceStore:
     def current(self, conn: Connection, res_type: str, res_id: str, *, for_update: bool = False) -> Stored | None:
         """The current version; ``for_update`` locks the row until the transaction ends
         (PostgreSQL; SQLite's writers are serialised already), so concurrent updates queue."""
-        query = select(*_CURRENT_COLS).where(resource.c.res_type == res_type, resource.c.res_id == res_id)
-        if for_update:
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+        query = _CURRENT_FOR_UPDATE if for_update else _CURRENT
+        row = conn.execute(query, {"res_type": res_type, "res_id": res_id}).first()
         return Stored(*row) if row else None
 
     def current_by_pids(self, conn: Connection, pids: Sequence[int]) -> dict[int, Stored]:
