@@ -6,7 +6,8 @@ the set of pids it matches. The query is driven by the most selective of those s
 (``resource.pid IN (<driver>)``, which both engines walk in pid order, so ``LIMIT`` stops early)
 and every other filter is checked row by row through the ``(pid, sp)`` index. Which set is most
 selective is decided by counting a bounded sample of each (``choose_driver``), or by a fixed
-ranking when no connection is at hand.
+ranking when no connection is at hand. When the sample of the most selective one holds all its
+rows, the query names those pids instead of selecting them again.
 
 A ``visible`` condition (the caller's access scope, ``fhir_server/auth/access.py``) is applied to
 every row the query reads: the matches and the targets and sources of chains and ``_has``, so
@@ -132,30 +133,37 @@ class SearchCompiler:
     def _where(self, rtype: str, filters, row: FromClause, conn: Connection | None,
                visible: Visible | None = None) -> ColumnElement:
         criteria = [self.criterion(rtype, f, visible) for f in filters]
-        driver = self.choose_driver(criteria, conn)
+        driver, every_pid = self.choose_driver(criteria, conn)
         conditions = [row.c.deleted.is_(False)]
         if driver is None:
             conditions.append(row.c.res_type == rtype)
         else:
             # the driver's pids come from index rows of rtype's own parameters
-            conditions.append(row.c.pid.in_(driver.pids))
+            conditions.append(row.c.pid.in_(every_pid if every_pid is not None else driver.pids))
         conditions += [c.check(row) for c in criteria if c is not driver]
         scope = visible(row) if visible is not None else None
         if scope is not None:
             conditions.append(scope)
         return and_(*conditions)
 
-    def choose_driver(self, criteria: list[Criterion], conn: Connection | None) -> Criterion | None:
+    def choose_driver(self, criteria: list[Criterion], conn: Connection | None,
+                      ) -> tuple[Criterion | None, list[int] | None]:
+        """The criterion that drives the query, and every pid it matches when the first sample
+        held them all. The query then names those pids, so that the planner knows exactly what
+        drives it (PostgreSQL, estimating each column alone, would otherwise misjudge a value
+        range under one code and walk the other filter's rows instead)."""
         if any(c.keyed for c in criteria):
-            return None
+            return None, None
         candidates = [c for c in criteria if c.pids is not None]
         if len(candidates) <= 1 or conn is None:
-            return min(candidates, key=lambda c: c.rank, default=None)
-        sizes = [_sample_size(conn, c.pids, SAMPLE) for c in candidates]
-        if min(sizes) == SAMPLE:  # all broad at first sight: look further before trusting rank
+            return min(candidates, key=lambda c: c.rank, default=None), None
+        ranks = [c.rank for c in candidates]
+        samples = [_sample(conn, c.pids, SAMPLE) for c in candidates]
+        if min(map(len, samples)) == SAMPLE:  # all broad at first sight: look further before trusting rank
             sizes = [_sample_size(conn, c.pids, WIDE_SAMPLE) for c in candidates]
-        return min(zip(sizes, (c.rank for c in candidates), candidates, strict=True),
-                   key=lambda sized: sized[:2])[2]
+            return min(zip(sizes, ranks, candidates, strict=True), key=lambda sized: sized[:2])[2], None
+        _, _, best = min(zip(map(len, samples), ranks, range(len(candidates)), strict=True))
+        return candidates[best], sorted(set(samples[best]))  # fewer rows than the sample: all of them
 
     # ---- filters -------------------------------------------------------------------------
     def criterion(self, rtype: str, item: Filter | ReverseChain, visible: Visible | None = None) -> Criterion:
@@ -343,6 +351,11 @@ def _exists(table, where: ColumnElement, row: FromClause, negate: bool = False) 
 def _sample_size(conn: Connection, pids: Select, limit: int) -> int:
     """How many rows ``pids`` yields, counting at most ``limit``."""
     return conn.execute(select(func.count()).select_from(pids.limit(limit).subquery())).scalar_one()
+
+
+def _sample(conn: Connection, pids: Select, limit: int) -> list[int]:
+    """The first ``limit`` rows of ``pids`` (all of them, if fewer)."""
+    return list(conn.execute(pids.limit(limit)).scalars())
 
 
 @contextmanager

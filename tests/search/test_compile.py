@@ -192,7 +192,7 @@ def indexed(compiler, code_pids: range, subject_pids: range):
 def driver(registry, compiler, conn, query: str):
     """The position in ``query`` of the filter that drives it."""
     criteria = [compiler.criterion("Observation", f) for f in request(registry, "Observation", query).filters]
-    return criteria.index(compiler.choose_driver(criteria, conn))
+    return criteria.index(compiler.choose_driver(criteria, conn)[0])
 
 
 def test_the_driver_is_the_filter_with_fewest_rows(registry, compiler):
@@ -207,6 +207,27 @@ def test_when_every_candidate_is_broad_at_first_sight_a_wider_count_decides(regi
     though a patient reference ranks first."""
     with indexed(compiler, range(1, SAMPLE + 51), range(1, SAMPLE + 101)) as conn:
         assert driver(registry, compiler, conn, "subject=Patient/p1&code=85354-9") == 1
+
+
+def test_a_driver_whose_first_sample_holds_all_its_rows_is_named_by_its_pids(registry, compiler):
+    """The subject's two rows fit in the first sample: the query names pids 5 and 6 rather than
+    selecting them again, and still finds what the query with the select finds."""
+    with indexed(compiler, range(1, 301), range(5, 7)) as conn:
+        req = request(registry, "Observation", "code=85354-9&subject=Patient/p1")
+        named = compiler.page(req, conn=conn)
+        assert sorted(named.compile().params["pid_1"]) == [5, 6]
+        assert "idx_reference" not in sql(named)  # the subject's rows are not read again
+        rows = [{"pid": pid, "res_type": "Observation", "res_id": f"o{pid}", "version": 1,
+                 "last_updated": datetime(2026, 1, 1), "deleted": False, "content": "{}"} for pid in range(1, 301)]
+        conn.execute(insert(resource), rows)
+        assert list(conn.execute(named).scalars()) == list(conn.execute(compiler.page(req)).scalars()) == [5, 6]
+
+
+def test_a_broad_driver_is_still_selected(registry, compiler):
+    """Both filters pass the first sample: the driver stays a select (its pids are not all known)."""
+    with indexed(compiler, range(1, SAMPLE + 51), range(1, SAMPLE + 101)) as conn:
+        text = sql(compiler.page(request(registry, "Observation", "subject=Patient/p1&code=85354-9"), conn=conn))
+        assert "resource.pid IN (SELECT idx_token.pid" in text
 
 
 def test_an_id_filter_leaves_driving_to_the_id_index(registry, compiler):
