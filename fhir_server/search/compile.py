@@ -158,12 +158,14 @@ class SearchCompiler:
         if len(candidates) <= 1 or conn is None:
             return min(candidates, key=lambda c: c.rank, default=None), None
         ranks = [c.rank for c in candidates]
-        samples = [_sample(conn, c.pids, SAMPLE) for c in candidates]
-        if min(map(len, samples)) == SAMPLE:  # all broad at first sight: look further before trusting rank
+        sizes = [_sample_size(conn, c.pids, SAMPLE) for c in candidates]
+        if min(sizes) == SAMPLE:  # all broad at first sight: look further before trusting rank
             sizes = [_sample_size(conn, c.pids, WIDE_SAMPLE) for c in candidates]
             return min(zip(sizes, ranks, candidates, strict=True), key=lambda sized: sized[:2])[2], None
-        _, _, best = min(zip(map(len, samples), ranks, range(len(candidates)), strict=True))
-        return candidates[best], sorted(set(samples[best]))  # fewer rows than the sample: all of them
+        _, _, best = min(zip(sizes, ranks, range(len(candidates)), strict=True))
+        # fewer rows than the sample: fetch them all. Without a LIMIT, which would make
+        # PostgreSQL's planner bet on stopping early (on a misjudged range: a full scan).
+        return candidates[best], sorted(set(conn.execute(candidates[best].pids).scalars()))
 
     # ---- filters -------------------------------------------------------------------------
     def criterion(self, rtype: str, item: Filter | ReverseChain, visible: Visible | None = None) -> Criterion:
@@ -352,10 +354,6 @@ def _sample_size(conn: Connection, pids: Select, limit: int) -> int:
     """How many rows ``pids`` yields, counting at most ``limit``."""
     return conn.execute(select(func.count()).select_from(pids.limit(limit).subquery())).scalar_one()
 
-
-def _sample(conn: Connection, pids: Select, limit: int) -> list[int]:
-    """The first ``limit`` rows of ``pids`` (all of them, if fewer)."""
-    return list(conn.execute(pids.limit(limit)).scalars())
 
 
 @contextmanager
