@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 import orjson
 from sqlalchemy import (
     Column,
-    bindparam,
     Connection,
     DateTime,
     Index,
@@ -41,6 +40,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     func,
     insert,
     select,

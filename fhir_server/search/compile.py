@@ -6,8 +6,8 @@ the set of pids it matches. The query is driven by the most selective of those s
 (``resource.pid IN (<driver>)``, which both engines walk in pid order, so ``LIMIT`` stops early)
 and every other filter is checked row by row through the ``(pid, sp)`` index. Which set is most
 selective is decided by counting a bounded sample of each (``choose_driver``), or by a fixed
-ranking when no connection is at hand. When the sample of the most selective one holds all its
-rows, the query names those pids instead of selecting them again.
+ranking when no connection is at hand. When the most selective one has fewer rows than the
+sample, its pids are fetched and the query names them instead of selecting them again.
 
 A ``visible`` condition (the caller's access scope, ``fhir_server/auth/access.py``) is applied to
 every row the query reads: the matches and the targets and sources of chains and ``_has``, so
@@ -148,24 +148,25 @@ class SearchCompiler:
 
     def choose_driver(self, criteria: list[Criterion], conn: Connection | None,
                       ) -> tuple[Criterion | None, list[int] | None]:
-        """The criterion that drives the query, and every pid it matches when the first sample
-        held them all. The query then names those pids, so that the planner knows exactly what
-        drives it (PostgreSQL, estimating each column alone, would otherwise misjudge a value
-        range under one code and walk the other filter's rows instead)."""
+        """The criterion that drives the query, and every pid it matches when its count showed
+        fewer rows than the sample. The query then names those pids, so that the planner knows
+        exactly what drives it (PostgreSQL, estimating each column alone, would otherwise
+        misjudge a value range under one code and walk the other filter's rows instead)."""
         if any(c.keyed for c in criteria):
             return None, None
         candidates = [c for c in criteria if c.pids is not None]
         if len(candidates) <= 1 or conn is None:
             return min(candidates, key=lambda c: c.rank, default=None), None
-        ranks = [c.rank for c in candidates]
         sizes = [_sample_size(conn, c.pids, SAMPLE) for c in candidates]
-        if min(sizes) == SAMPLE:  # all broad at first sight: look further before trusting rank
+        broad = min(sizes) == SAMPLE
+        if broad:  # all broad at first sight: look further before trusting rank
             sizes = [_sample_size(conn, c.pids, WIDE_SAMPLE) for c in candidates]
-            return min(zip(sizes, ranks, candidates, strict=True), key=lambda sized: sized[:2])[2], None
-        _, _, best = min(zip(sizes, ranks, range(len(candidates)), strict=True))
+        driver = candidates[min(range(len(candidates)), key=lambda i: (sizes[i], candidates[i].rank))]
+        if broad:
+            return driver, None
         # fewer rows than the sample: fetch them all. Without a LIMIT, which would make
         # PostgreSQL's planner bet on stopping early (on a misjudged range: a full scan).
-        return candidates[best], sorted(set(conn.execute(candidates[best].pids).scalars()))
+        return driver, sorted(set(conn.execute(driver.pids).scalars()))
 
     # ---- filters -------------------------------------------------------------------------
     def criterion(self, rtype: str, item: Filter | ReverseChain, visible: Visible | None = None) -> Criterion:
@@ -353,7 +354,6 @@ def _exists(table, where: ColumnElement, row: FromClause, negate: bool = False) 
 def _sample_size(conn: Connection, pids: Select, limit: int) -> int:
     """How many rows ``pids`` yields, counting at most ``limit``."""
     return conn.execute(select(func.count()).select_from(pids.limit(limit).subquery())).scalar_one()
-
 
 
 @contextmanager
