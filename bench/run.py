@@ -16,9 +16,9 @@ include profile validation; the writes are then timed again on a server with val
 
 Single creates are timed after ``--warmup-creates`` untimed ones on the same server, because
 what is asked is the rate a server sustains: one just started on a county just copied is slower
-for its first thousand or so creates (on 2026-11-24, at 100k patients: about 600/s for the first
-1,500, then 750 to 850/s; a restarted server on a county already written to: 860/s, then 920 to
-970/s). The rate of those first creates is reported on a row of its own.
+for its first thousand or so creates. The rate of those first creates is reported on a row of
+its own, so the two can be compared (bench/RESULTS.md, 2026-11-24 04:43 at 100k patients: 684/s
+for the first 1,500, then 853/s).
 """
 
 from __future__ import annotations

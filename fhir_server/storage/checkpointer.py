@@ -2,8 +2,8 @@
 
 A checkpoint copies the pages committed to the WAL back into the database file and syncs it.
 Left to SQLite, it runs inside the commit that pushes the WAL past ``wal_autocheckpoint``
-pages, while that commit still holds the write lock every writer of every process waits for:
-tens of milliseconds of writes stopped each time. Here a thread of each server process runs
+pages, while that commit still holds the write lock every writer of every process waits for,
+and all writes stop meanwhile. Here a thread of each server process runs
 PASSIVE checkpoints on a connection of its own shortly after that process commits: they do not
 take the write lock, so writers go on meanwhile. The writers' own automatic checkpoint stays as
 the backstop; it then finds nearly every page already copied, and it is the one that lets the
