@@ -26,6 +26,9 @@ def fields(ack: bytes, codec: str = "utf-8") -> dict[str, list[list[str]]]:
 
 
 def resource_count(server, rtype: str | None = None) -> int:
+    """Resources stored now, once the audit trail has written what it holds (its thread writes
+    the AuditEvents of earlier writes up to a second later, which would land between counts)."""
+    server.audit.flush()
     query = select(func.count()).select_from(resource).where(resource.c.deleted.is_(False))
     if rtype:
         query = query.where(resource.c.res_type == rtype)

@@ -47,6 +47,7 @@ def _history_size(server) -> int:
 
     from fhir_server.storage.schema import resource
 
+    server.audit.flush()  # the audit thread would otherwise add the loaded county's events between counts
     with server.db.read() as conn:
         return conn.execute(select(func.count()).select_from(resource)).scalar_one()
 
