@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 
 import orjson
 from sqlalchemy import Connection, select
@@ -66,6 +67,7 @@ class Server:
         if profile_check is not None:
             self.resources.checks.append(profile_check)
         self.audit.flush()  # the write records a killed process left in the audit journal
+        self.on_close: list[Callable[[], None]] = []  # what adapters hold open, let go at close()
 
     def sync_search_param_keys(self) -> None:
         with self.db.write() as conn:
@@ -119,6 +121,8 @@ class Server:
                 log.warning("warm-up: %s does not pass the write checks: %s", path.name, exc)
 
     def close(self) -> None:
+        for close in reversed(self.on_close):
+            close()
         self.audit.close()  # queued read events are written before the engine goes
         self.db.dispose()
 

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # How often queued audit events of reads (and the journal of writes) become AuditEvents;
     # they are also written when the server stops (fhir_server/auth/audit.py).
     audit_flush_seconds: float = 1.0
+    # Where HL7 v2 deliveries wait until their row is written (adapters/hl7v2/spool.py). Default:
+    # beside a SQLite file; for PostgreSQL, hl7-spool-<database> in the working directory.
+    hl7_spool_dir: Path | None = None
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -49,9 +49,10 @@ def _worker_database(url: str, worker_id: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url) -> Settings:
+def settings(database_url, tmp_path_factory) -> Settings:
     # tokens outlive a slow session (the suite's token is fetched once)
-    return Settings(database_url=database_url, base_url=BASE, auth_token_lifetime_seconds=3600)
+    return Settings(database_url=database_url, base_url=BASE, auth_token_lifetime_seconds=3600,
+                    hl7_spool_dir=tmp_path_factory.mktemp("hl7-spool"))
 
 
 @pytest.fixture(scope="session")
@@ -80,8 +81,12 @@ _KEPT_TABLES = ("auth_", "search_param")
 
 
 def _truncate(server) -> None:
-    """Empty every table of the schema (resources, indexes, access, adapters' stores...)."""
+    """Empty every table of the schema (resources, indexes, access, adapters' stores...), and
+    the HL7 v2 spool files that earlier tests' pipelines left (their deliveries had rows)."""
     from fhir_server.storage.schema import metadata
+
+    for leftover in server.settings.hl7_spool_dir.glob("*.spool"):
+        leftover.unlink()
 
     server.audit.flush()  # queued audit events of the last test must not land in this one
     tables = [t for t in metadata.sorted_tables if not t.name.startswith(_KEPT_TABLES)]

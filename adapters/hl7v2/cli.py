@@ -52,7 +52,7 @@ def import_hl7(
     Every message is stored, translated and written with its Provenance; its outcome and
     ACK are kept in the inbound store."""
     from adapters.hl7v2.batch_file import split_messages
-    from adapters.hl7v2.pipeline import InboundPipeline
+    from adapters.hl7v2.pipeline import pipeline_for
 
     batches = []
     for path in files:
@@ -65,7 +65,7 @@ def import_hl7(
         batches.append((path, batch.messages))
     total = sum(len(messages) for _, messages in batches)
     server = _server(database_url)
-    pipeline = InboundPipeline(server)
+    pipeline = pipeline_for(server)
     counts: dict[str, int] = {}
     failures: list[tuple[str, int | None, str]] = []
     started = time.perf_counter()
@@ -106,12 +106,12 @@ def hl7_replay(
     database_url: str = _DATABASE_OPTION,
 ) -> None:
     """Replay failed HL7 v2 messages from the inbound store (after fixing a mapping or code table)."""
-    from adapters.hl7v2.pipeline import InboundPipeline
+    from adapters.hl7v2.pipeline import pipeline_for
     from adapters.hl7v2.replay import replay_records, replayable_ids
 
     server = _server(database_url)
     try:
-        pipeline = InboundPipeline(server)
+        pipeline = pipeline_for(server)
         if not ids:
             ids = replayable_ids(pipeline, statuses=[s.strip() for s in status.split(",")], sender=sender)
         results = replay_records(pipeline, ids)

@@ -2,16 +2,17 @@
 
 One row per delivery in ``hl7_inbound``:
 
-- ``raw`` holds the message bytes exactly as they arrived. The row is written, and committed,
-  before anything else is done with the message, so that nothing received is ever lost.
+- ``raw`` holds the message bytes exactly as they arrived. A new message's row is written in
+  the transaction of its outcome: with its resources, or with its refusal. Until then the
+  delivery waits in the process's spool (``spool.py``), so that nothing received is ever lost.
 - ``sender`` (MSH-3|MSH-4), ``control_id`` (MSH-10), ``message_type`` (MSH-9), ``version``
   (MSH-12), ``charset`` (the codec the message was read with) and ``source`` (the MLLP peer or
   the file it came from) say what it is; ``received_at`` when it came.
-- ``status``: ``received`` (stored, not finished yet), ``processed`` (its resources are written),
-  ``error`` (AE: its content could not be mapped or written, or an internal error), ``refused``
-  (AR: unreadable, or a message type the adapter does not take) and ``duplicate`` (a
-  redelivery of a message already finished: ``duplicate_of`` names the original, which stays
-  the one record of the outcome).
+- ``status``: ``received`` (stored, not finished: a delivery recovered from the spool of a
+  stopped process), ``processed`` (its resources are written), ``error`` (AE: its content could
+  not be mapped or written, or an internal error), ``refused`` (AR: unreadable, or a message
+  type the adapter does not take) and ``duplicate`` (a redelivery of a message already
+  finished: ``duplicate_of`` names the original, which stays the one record of the outcome).
 - ``ack`` is the acknowledgement sent (bytes, in the sender's character set), ``ack_code`` its
   MSA-1; ``problems`` the ERR list as JSON; ``resources`` the ``Type/id/_history/v`` of every
   resource written. These are recorded in the same database transaction as the resources.
@@ -52,7 +53,7 @@ from sqlalchemy.exc import IntegrityError
 from fhir_server.storage.engine import Database
 from fhir_server.storage.schema import PidType, metadata
 
-__all__ = ["InboundRecord", "InboundStore", "Received", "hl7_inbound", "STATUSES", "FINISHED", "REPLAYABLE"]
+__all__ = ["Delivery", "InboundRecord", "InboundStore", "Received", "hl7_inbound", "STATUSES", "FINISHED", "REPLAYABLE"]
 
 STATUSES = ("received", "processed", "error", "refused", "duplicate")
 FINISHED = frozenset({"processed", "error", "refused"})
@@ -86,10 +87,13 @@ hl7_inbound = Table(
 
 
 # The statements of every message, built once (SQLAlchemy then reuses their compiled form).
+_DELIVERY = ("sender", "control_id", "message_type", "version", "charset", "source", "raw", "received_at")
 _INSERT_RECEIVED = insert(hl7_inbound).values({
-    **{name: bindparam(name) for name in ("sender", "control_id", "message_type", "version", "charset", "source",
-                                          "raw", "received_at")},
-    "status": "received", "attempts": 0})
+    **{name: bindparam(name) for name in _DELIVERY}, "status": "received", "attempts": 0})
+_INSERT_FINISHED = insert(hl7_inbound).values({
+    **{name: bindparam(name) for name in (*_DELIVERY, "status", "ack", "ack_code", "problems", "resources",
+                                          "processed_at")},
+    "attempts": 1})
 _ORIGINAL = select(hl7_inbound).where(
     hl7_inbound.c.sender == bindparam("sender"), hl7_inbound.c.control_id == bindparam("control_id"),
     hl7_inbound.c.duplicate_of.is_(None))
@@ -166,6 +170,23 @@ def _text(data: bytes, codec: str) -> str:
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """One message as it came in, before (or without) its row."""
+
+    sender: str  # MSH-3|MSH-4 ("" when no MSH could be read)
+    control_id: str | None
+    message_type: str | None
+    version: str | None
+    charset: str | None
+    source: str | None
+    raw: bytes
+    received_at: datetime = field(default_factory=_now)
+
+    def values(self) -> dict:
+        return {name: getattr(self, name) for name in _DELIVERY}
+
+
+@dataclass(frozen=True)
 class Received:
     """The outcome of storing a delivery: the record to process, or the finished original."""
 
@@ -181,31 +202,7 @@ class InboundStore:
         self.db = db
 
     # -- receiving -------------------------------------------------------------------------
-    def receive(self, raw: bytes, *, sender: str, control_id: str | None, message_type: str | None,
-                version: str | None, charset: str | None, source: str | None) -> Received:
-        """Store a delivery, committed before this returns.
-
-        A new message gets a ``received`` row. A message already finished (same sender and
-        control id) gets a ``duplicate`` row pointing at the original, which is returned. A
-        message stored earlier but never finished (the process stopped in between) is taken
-        up again: its row is reused with these bytes.
-        """
-        values = {
-            "sender": sender, "control_id": control_id, "message_type": message_type, "version": version,
-            "charset": charset, "source": source, "raw": raw,
-        }
-        for _ in range(3):
-            # the look-up for an original reads before the write transaction: the caller holds the
-            # sender's turn, and the unique index catches whatever slips past (tried again)
-            original = self._original(values["sender"], values["control_id"])
-            try:
-                with self.db.write() as conn:
-                    return self._receive(conn, values, original)
-            except IntegrityError:
-                continue  # another process stored the same message at the same moment: look again
-        raise RuntimeError(f"Could not store the message {control_id!r} from {sender!r}")
-
-    def _original(self, sender: str, control_id: str | None) -> InboundRecord | None:
+    def original(self, sender: str, control_id: str | None) -> InboundRecord | None:
         """The first delivery of the message ``sender`` numbered ``control_id``, if stored."""
         if control_id is None:
             return None
@@ -213,38 +210,76 @@ class InboundStore:
             row = conn.execute(_ORIGINAL, {"sender": sender, "control_id": control_id}).first()
         return InboundRecord.from_row(row) if row is not None else None
 
-    def _receive(self, conn: Connection, values: dict, original: InboundRecord | None) -> Received:
-        now = _now()
+    def receive(self, delivery: Delivery) -> Received:
+        """Store a delivery now, committed before this returns.
+
+        A new message gets a ``received`` row. A message already finished (same sender and
+        control id) gets a ``duplicate`` row pointing at the original, which is returned. A
+        message stored earlier but never finished (its process stopped) is taken up again: its
+        row is reused with these bytes.
+        """
+        for _ in range(3):
+            # the look-up reads before the write transaction: the caller holds the sender's
+            # turn, and the unique index catches whatever slips past (tried again)
+            original = self.original(delivery.sender, delivery.control_id)
+            try:
+                with self.db.write() as conn:
+                    return self._receive(conn, delivery, original)
+            except IntegrityError:
+                continue  # another process stored the same message at the same moment: look again
+        raise RuntimeError(f"Could not store the message {delivery.control_id!r} from {delivery.sender!r}")
+
+    def keep(self, delivery: Delivery) -> bool:
+        """A ``received`` row for a delivery recovered from a spool, unless it has a row already
+        (its process stopped after the row was committed); True if one was added."""
+        with self.db.write() as conn:
+            if delivery.control_id is not None:
+                found = conn.execute(_ORIGINAL, {"sender": delivery.sender, "control_id": delivery.control_id})
+            else:  # no control id: the same delivery is the one received at the same instant
+                found = conn.execute(select(hl7_inbound.c.id).where(
+                    hl7_inbound.c.sender == delivery.sender, hl7_inbound.c.control_id.is_(None),
+                    hl7_inbound.c.received_at == delivery.received_at))
+            if found.first() is not None:
+                return False
+            conn.execute(_INSERT_RECEIVED, delivery.values())
+            return True
+
+    def _receive(self, conn: Connection, delivery: Delivery, original: InboundRecord | None) -> Received:
         if original is not None and original.status not in FINISHED:
             conn.execute(update(hl7_inbound).where(hl7_inbound.c.id == original.id).values(
-                raw=values["raw"], source=values["source"]))
+                raw=delivery.raw, source=delivery.source))
             return Received(original.id)
         if original is not None:
             record_id = conn.execute(insert(hl7_inbound).values(
-                **values, received_at=now, status="duplicate", duplicate_of=original.id, ack=original.ack,
-                ack_code=original.ack_code, processed_at=now, attempts=0)).inserted_primary_key[0]
+                **delivery.values(), status="duplicate", duplicate_of=original.id, ack=original.ack,
+                ack_code=original.ack_code, processed_at=_now(), attempts=0)).inserted_primary_key[0]
             return Received(record_id, original)
-        record_id = conn.execute(_INSERT_RECEIVED, {**values, "received_at": now}).inserted_primary_key[0]
+        record_id = conn.execute(_INSERT_RECEIVED, delivery.values()).inserted_primary_key[0]
         return Received(record_id)
 
-    def record_outcome(self, conn: Connection, record_id: int, *, status: str, ack: bytes | None,
+    def record_outcome(self, conn: Connection, record: int | Delivery, *, status: str, ack: bytes | None,
                        ack_code: str | None, problems: Iterable[dict] = (), resources: Iterable[str] = (),
-                       header: dict | None = None) -> None:
-        """Record what became of a message, in the caller's transaction (with its resources)."""
+                       header: dict | None = None) -> int:
+        """Record what became of a message, in the caller's transaction (with its resources):
+        on its row, or (a new delivery, waiting in the spool) on a row written now. Returns the
+        row's id."""
         values = {
-            "record_id": record_id, "status": status, "ack": ack, "ack_code": ack_code,
+            "status": status, "ack": ack, "ack_code": ack_code,
             "problems": orjson.dumps(list(problems)).decode(),
             "resources": orjson.dumps(list(resources)).decode(), "processed_at": _now(),
         }
+        if isinstance(record, Delivery):
+            return conn.execute(_INSERT_FINISHED, {**record.values(), **values}).inserted_primary_key[0]
         if header:
-            conn.execute(_RECORD_OUTCOME_AND_HEADER, {**values, **header})
+            conn.execute(_RECORD_OUTCOME_AND_HEADER, {**values, **header, "record_id": record})
         else:
-            conn.execute(_RECORD_OUTCOME, values)
+            conn.execute(_RECORD_OUTCOME, {**values, "record_id": record})
+        return record
 
-    def finish(self, record_id: int, **outcome) -> None:
+    def finish(self, record: int | Delivery, **outcome) -> int:
         """``record_outcome`` in a transaction of its own (nothing else is written)."""
         with self.db.write() as conn:
-            self.record_outcome(conn, record_id, **outcome)
+            return self.record_outcome(conn, record, **outcome)
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, record_id: int) -> InboundRecord | None:

@@ -8,17 +8,19 @@ For every message, whatever it came through (MLLP, a file, a replay):
    the order they arrived, by every process using the database (``Database.exclusive``: a lock
    file per sender on SQLite, an advisory lock on PostgreSQL); different senders proceed side by
    side.
-3. Store the raw bytes (committed) before anything else. A redelivery of a finished message
+3. Keep the raw bytes before anything else: a new message in the process's spool
+   (``spool.py``) until its row is written with its outcome. A redelivery of a finished message
    (same sender and MSH-10) is stored as ``duplicate`` and answered with the original ACK;
    nothing else happens.
 4. Translate (``translate.translate``). AA: the Bundle's conditional entries are looked up
    (``known_ids.with_known_ids``, outside the write transaction), and the Bundle, plus a
    Provenance naming every entry as its target and the message as its source, is written by
-   ``run_transaction`` with the record's outcome (``processed``, the ACK, the ids written) in
-   the SAME database transaction. A patient or institution another message created in the
-   meantime makes the write roll back and be looked up and done again. AE / AR, a write the
-   server refuses (validation, a failed reference) or an internal error: nothing is written
-   and the record gets ``error`` / ``refused``, the ACK and the problems.
+   ``run_transaction`` with the message's row and outcome (``processed``, the ACK, the ids
+   written) in the SAME database transaction: one turn of the database's writer per message.
+   A patient or institution another message created in the meantime makes the write roll back
+   and be looked up and done again. AE / AR, a write the server refuses (validation, a failed
+   reference) or an internal error: nothing is written and the row gets ``error`` /
+   ``refused``, the ACK and the problems.
 5. Answer: the ACK is returned only after that commit (the caller sends it).
 
 ``InboundPipeline`` is synchronous (the CLI, a replay); ``InboundChannel`` is its asyncio face
@@ -45,8 +47,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from adapters.hl7v2.ack import acknowledgement, build_ack, refusal_header
 from adapters.hl7v2.contract import Header, MessageUnreadable, Problem, Translation
-from adapters.hl7v2.inbound_store import REPLAYABLE, InboundStore
+from adapters.hl7v2.inbound_store import REPLAYABLE, Delivery, InboundStore
 from adapters.hl7v2.known_ids import check_created, with_known_ids
+from adapters.hl7v2.spool import Spool, spool_directory
 from fhir_server.auth.identity import Identity
 from fhir_server.errors import Conflict, FhirError, MultipleMatches
 
@@ -55,7 +58,6 @@ log = logging.getLogger(__name__)
 __all__ = ["InboundChannel", "InboundPipeline", "Outcome", "NotReplayable", "pipeline_for", "provenance_entry"]
 
 MESSAGE_SYSTEM = "https://county-fhir.example.org/fhir/sid/hl7v2-message"  # value: sender|MSH-10
-INBOUND_RECORD_SYSTEM = "https://county-fhir.example.org/fhir/sid/hl7v2-inbound-record"
 SENDER_SYSTEM = "https://county-fhir.example.org/fhir/sid/hl7v2-sender"  # value: MSH-3|MSH-4
 _STATUS_OF = {"AA": "processed", "AE": "error", "AR": "refused"}
 _RETRIES = 3  # a write that lost a race (another message created the same Patient) is tried again,
@@ -99,6 +101,7 @@ class InboundPipeline:
     def __init__(self, server, *, read_header: Reader | None = None, translate: Translator | None = None):
         self.server = server
         self.store = InboundStore(server.db)
+        self.spool = Spool(spool_directory(server.db, server.settings.hl7_spool_dir))
         self._read_header = read_header or _default_reader
         self._translate = translate or _default_translator
 
@@ -126,19 +129,31 @@ class InboundPipeline:
         if header is None:
             return self._refuse_unreadable(raw, source)
         with self.sender_turn(header.sender):
+            delivery = Delivery(header.sender, header.control_id, header.message_type, header.version,
+                                header.charset, source, raw)
             try:
-                received = self.store.receive(
-                    raw, sender=header.sender, control_id=header.control_id, message_type=header.message_type,
-                    version=header.version, charset=header.charset, source=source)
+                original = self.store.original(header.sender, header.control_id)
+                if original is None:
+                    ticket = self.spool.append(delivery)
+                else:  # a redelivery: a duplicate, or the resend of one a stopped process left
+                    received = self.store.receive(delivery)
             except Exception:  # noqa: BLE001 - the store is down: say so, the sender will resend
                 log.exception("storing an HL7 v2 message failed")
                 return self._not_stored(header)
+            if original is None:
+                outcome = self._process(delivery, raw, header)
+                self.spool.release(ticket)  # its row is written (or the sender was told to resend)
+                return outcome
             if received.original is not None:
                 original = received.original
                 return Outcome("duplicate", original.ack, original.ack_code, received.record_id,
                                duplicate_of=original.id, resources=original.resources,
                                problems=[Problem(**p) for p in original.problems])
             return self._process(received.record_id, raw, header)
+
+    def close(self) -> None:
+        """Drop this process's spool file (what is still in hand stays for recovery)."""
+        self.spool.close()
 
     def replay(self, record_id: int) -> Outcome:
         """Translate and write a stored message again (after its mapping or code table was
@@ -160,89 +175,93 @@ class InboundPipeline:
             return self._process(record.id, record.raw, header, update_header=True)
 
     # -- processing ----------------------------------------------------------------------------
-    def _process(self, record_id: int, raw: bytes, header: Header, *, update_header: bool = False) -> Outcome:
+    # ``record`` is the message's row, or (a new message, waiting in the spool) its delivery,
+    # which gets its row in the transaction of its outcome.
+    def _process(self, record: int | Delivery, raw: bytes, header: Header, *,
+                 update_header: bool = False) -> Outcome:
         header_values = _header_values(header) if update_header else None
         try:
             translation = self._translate(raw, self.server)
         except MessageUnreadable as exc:
             problem = Problem("MSH", 1, None, None, "100", "E", f"The message could not be read: {exc}")
-            return self._finish(record_id, header, "AR", [problem], header_values)
+            return self._finish(record, header, "AR", [problem], header_values)
         except Exception:  # noqa: BLE001 - a mapping fault is this message's error, not the listener's
             reference = uuid.uuid4().hex[:12]
-            log.exception("translating HL7 v2 message %s failed (reference %s)", record_id, reference)
+            log.exception("translating HL7 v2 message %s failed (reference %s)", _named(record), reference)
             problem = Problem("", 0, None, None, "207", "E",
                               f"Internal error while reading the message (reference {reference})")
-            return self._finish(record_id, header, "AE", [problem], header_values)
+            return self._finish(record, header, "AE", [problem], header_values)
         header = translation.header or header
         if translation.status != "AA":
-            return self._finish(record_id, header, translation.status, translation.problems, header_values)
+            return self._finish(record, header, translation.status, translation.problems, header_values)
         if not translation.bundle or not translation.bundle.get("entry"):
-            return self._finish(record_id, header, "AA", translation.problems, header_values)
-        return self._write(record_id, header, translation, header_values)
+            return self._finish(record, header, "AA", translation.problems, header_values)
+        return self._write(record, header, translation, header_values)
 
-    def _write(self, record_id: int, header: Header, translation: Translation,
+    def _write(self, record: int | Delivery, header: Header, translation: Translation,
                header_values: dict | None) -> Outcome:
         problems = list(translation.problems)
         identity = sending_system(header)
         code = acknowledgement(header, "AA").code
         ack = build_ack(header, code, problems) if code else None
+        record_id: list[int] = []
 
-        def record(conn, written: list[str]) -> None:
-            self.store.record_outcome(
-                conn, record_id, status="processed", ack=ack, ack_code=code,
-                problems=[asdict(p) for p in problems], resources=written, header=header_values)
+        def record_outcome(conn, written: list[str]) -> None:
+            record_id[:] = [self.store.record_outcome(
+                conn, record, status="processed", ack=ack, ack_code=code,
+                problems=[asdict(p) for p in problems], resources=written, header=header_values)]
 
         for attempt in range(_RETRIES + 1):
             try:
-                written = self._apply(translation.bundle, header, record_id, identity, record)
-                return Outcome("processed", ack, code, record_id, problems=problems, resources=written)
+                written = self._apply(translation.bundle, header, identity, record_outcome)
+                return Outcome("processed", ack, code, record_id[0], problems=problems, resources=written)
             except (IntegrityError, Conflict, OperationalError) as exc:
                 if isinstance(exc, MultipleMatches):  # the content's fault (an identifier matches two)
-                    return self._finish(record_id, header, "AE", problems + [
+                    return self._finish(record, header, "AE", problems + [
                         _problem_from(issue.diagnostics, issue.expression) for issue in exc.issues], header_values)
                 if attempt < _RETRIES:
-                    log.info("HL7 v2 message %s: write raced another, trying again (%s)", record_id, exc)
+                    log.info("HL7 v2 message %s: write raced another, trying again (%s)", _named(record), exc)
                     time.sleep(_RETRY_PAUSE * (attempt + 1))
                     continue
-                return self._internal_error(record_id, header, problems, header_values)
+                return self._internal_error(record, header, problems, header_values)
             except FhirError as exc:
                 refused = problems + [_problem_from(issue.diagnostics, issue.expression) for issue in exc.issues
                                       if issue.severity in ("error", "fatal")]
-                return self._finish(record_id, header, "AE", refused, header_values)
+                return self._finish(record, header, "AE", refused, header_values)
             except Exception:  # noqa: BLE001 - this message's error, not the listener's
-                return self._internal_error(record_id, header, problems, header_values)
+                return self._internal_error(record, header, problems, header_values)
         raise AssertionError("unreachable")
 
-    def _apply(self, bundle: dict, header: Header, record_id: int, identity: Identity,
-               record: Callable[[object, list[str]], None]) -> list[str]:
+    def _apply(self, bundle: dict, header: Header, identity: Identity,
+               record_outcome: Callable[[object, list[str]], None]) -> list[str]:
         """Write ``bundle`` (its conditional entries looked up now: a retry sees what another
-        write stored) with its Provenance; ``record(conn, written)`` runs in the same database
-        transaction. Returns the ``Type/id/_history/v`` of every resource written or named."""
+        write stored) with its Provenance; ``record_outcome(conn, written)`` runs in the same
+        database transaction. Returns the ``Type/id/_history/v`` of every resource written or named."""
         from fhir_server.operations.bundle import run_transaction
 
         known = with_known_ids(self.server, bundle, identity)
         entries = known.bundle["entry"]
-        provenance = provenance_entry(entries, header, record_id, known.existing)
+        provenance = provenance_entry(entries, header, known.existing)
         written: list[str] = []
 
         def alongside(conn, results: list[dict]) -> None:
             check_created(self.server, conn, known, identity)
             written[:] = [*(e.get("response", {}).get("location", "") for e in results), *known.existing]
-            record(conn, written)
+            record_outcome(conn, written)
 
         run_transaction(self.server, {**known.bundle, "entry": [*entries, provenance]}, identity=identity,
                         alongside=alongside)
         return written
 
-    def _internal_error(self, record_id: int, header: Header, problems: list[Problem],
+    def _internal_error(self, record: int | Delivery, header: Header, problems: list[Problem],
                         header_values: dict | None) -> Outcome:
         reference = uuid.uuid4().hex[:12]
-        log.exception("writing HL7 v2 message %s failed (reference %s)", record_id, reference)
+        log.exception("writing HL7 v2 message %s failed (reference %s)", _named(record), reference)
         problem = Problem("", 0, None, None, "207", "E",
                           f"Internal error while writing the message; nothing was written (reference {reference})")
-        return self._finish(record_id, header, "AE", [*problems, problem], header_values)
+        return self._finish(record, header, "AE", [*problems, problem], header_values)
 
-    def _finish(self, record_id: int, header: Header, outcome: str, problems: list[Problem],
+    def _finish(self, record: int | Delivery, header: Header, outcome: str, problems: list[Problem],
                 header_values: dict | None) -> Outcome:
         """Record an outcome that writes no resource, and build its ACK."""
         if outcome not in _STATUS_OF:
@@ -251,11 +270,11 @@ class InboundPipeline:
         ack = build_ack(header, code, problems) if code else None
         status = _STATUS_OF[outcome]
         try:
-            self.store.finish(record_id, status=status, ack=ack, ack_code=code,
-                              problems=[asdict(p) for p in problems], header=header_values)
+            record_id = self.store.finish(record, status=status, ack=ack, ack_code=code,
+                                          problems=[asdict(p) for p in problems], header=header_values)
         except Exception:  # noqa: BLE001 - the outcome could not be recorded: the sender must resend
-            log.exception("recording the outcome of HL7 v2 message %s failed", record_id)
-            return self._not_stored(header, record_id)
+            log.exception("recording the outcome of HL7 v2 message %s failed", _named(record))
+            return self._not_stored(header, record if isinstance(record, int) else None)
         return Outcome(status, ack, code, record_id, problems=list(problems))
 
     def _refuse_unreadable(self, raw: bytes, source: str | None, record_id: int | None = None) -> Outcome:
@@ -263,11 +282,10 @@ class InboundPipeline:
         problem = Problem("MSH", 1, None, None, "100", "E",
                           "No MSH segment could be read: the message must start with MSH and its encoding characters")
         ack = build_ack(header, "AR", [problem])
+        record = record_id if record_id is not None else Delivery("", None, None, None, None, source, raw)
         try:
-            if record_id is None:
-                record_id = self.store.receive(raw, sender="", control_id=None, message_type=None, version=None,
-                                               charset=None, source=source).record_id
-            self.store.finish(record_id, status="refused", ack=ack, ack_code="AR", problems=[asdict(problem)])
+            record_id = self.store.finish(record, status="refused", ack=ack, ack_code="AR",
+                                          problems=[asdict(problem)])
         except Exception:  # noqa: BLE001
             log.exception("storing an unreadable HL7 v2 message failed")
         return Outcome("refused", ack, "AR", record_id, problems=[problem])
@@ -278,6 +296,13 @@ class InboundPipeline:
         code = acknowledgement(header, "AE", stored=False).code
         ack = build_ack(header, code, [problem]) if code else None
         return Outcome("not stored", ack, code, record_id, problems=[problem])
+
+
+def _named(record: int | Delivery) -> str:
+    """A message in the log: its row, or (no row yet) its control id and sender."""
+    if isinstance(record, Delivery):
+        return f"{record.control_id} from {record.sender}"
+    return f"(inbound message {record})"
 
 
 def _header_values(header: Header) -> dict:
@@ -298,7 +323,7 @@ def sending_system(header: Header) -> Identity:
     return Identity(f"hl7v2:{header.sender}", None, ("system/*.cruds",), unrestricted=True)
 
 
-def provenance_entry(entries: list[dict], header: Header, record_id: int, existing: list[str] = ()) -> dict:
+def provenance_entry(entries: list[dict], header: Header, existing: list[str] = ()) -> dict:
     """A Provenance entry: every resource the Bundle writes is its target (and the stored ones
     it names instead of creating them, ``Type/id/_history/v``), the message its source entity
     and the sending application at its facility its author."""
@@ -322,7 +347,7 @@ def provenance_entry(entries: list[dict], header: Header, record_id: int, existi
             "role": "source",
             "what": {
                 "identifier": {"system": MESSAGE_SYSTEM, "value": f"{header.sender}|{header.control_id}"},
-                "display": f"HL7 v2 {header.message_type} {header.control_id} (inbound message {record_id})",
+                "display": f"HL7 v2 {header.message_type} {header.control_id} from {sender}",
             },
         }],
     }
@@ -341,6 +366,7 @@ def pipeline_for(server) -> InboundPipeline:
         pipeline = _PIPELINES.get(server)
         if pipeline is None:
             pipeline = _PIPELINES[server] = InboundPipeline(server)
+            server.on_close.append(pipeline.close)
         return pipeline
 
 

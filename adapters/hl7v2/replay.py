@@ -1,7 +1,8 @@
 """Replay: translate and write stored messages again, once their mapping or code table is fixed.
 
 A message that failed (``error``: AE or an internal error; ``refused``: AR) or was never
-finished (``received``: the process stopped while it was in hand) is kept in the inbound
+finished (``received``: recovered from the spool of a process that stopped while it was in
+hand) is kept in the inbound
 store with its reason. After the fix (a row in ``mappings/``, a code in a ConceptMap),
 ``replay`` runs it through the pipeline again, from its stored bytes, in the order the
 messages were received: on success its resources are written (with their Provenance) and
@@ -19,16 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from adapters.hl7v2.inbound_store import REPLAYABLE
 from adapters.hl7v2.pipeline import InboundPipeline, NotReplayable, Outcome
+from adapters.hl7v2.spool import recover
 
 __all__ = ["ReplayResult", "finish_interrupted", "replay_records", "replayable_ids"]
-
-# A message is in hand for well under this: a ``received`` record older than this when a listener
-# starts was left by a process that stopped, not one that is working on it now (an ``import-hl7``).
-IN_HAND_AT_MOST = timedelta(seconds=10)
 
 
 @dataclass
@@ -76,13 +73,17 @@ def replay_records(pipeline: InboundPipeline, record_ids: Iterable[int]) -> list
     return results
 
 
-def finish_interrupted(pipeline: InboundPipeline, now: datetime | None = None) -> list[ReplayResult]:
-    """Write the messages a stopped process stored but never finished (``received``: no ACK
-    went out), oldest first. The MLLP listener runs this before it accepts connections, so that
-    they go in ahead of what their senders send next; a sender that resends one then gets the
-    first ACK again (a duplicate). One that came in the last ``IN_HAND_AT_MOST`` is left for
-    its resend or ``hl7-replay``, in case another process has it in hand."""
-    started = now or datetime.now(UTC).replace(tzinfo=None)
-    left = [r.id for r in pipeline.store.find(status="received", limit=100_000)
-            if r.received_at < started - IN_HAND_AT_MOST]
+def finish_interrupted(pipeline: InboundPipeline) -> list[ReplayResult]:
+    """Write the messages stopped processes received but never finished, oldest first: first
+    their spooled deliveries without a row become ``received`` rows (``spool.recover``), then
+    every ``received`` row is replayed. The MLLP listener runs this before it accepts
+    connections, so that they go in ahead of what their senders send next; a sender that
+    resends one then gets the first ACK again (a duplicate).
+
+    A live process keeps a new message it has in hand in its own spool (locked), not in a
+    ``received`` row; a ``received`` row it took up for a resend is in hand under the sender's
+    turn, which the replay waits for (and then finds the row finished).
+    """
+    recover(pipeline.spool.directory, pipeline.store)
+    left = [r.id for r in pipeline.store.find(status="received", limit=100_000)]
     return replay_records(pipeline, left) if left else []

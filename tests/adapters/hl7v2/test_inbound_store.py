@@ -1,4 +1,4 @@
-"""The inbound store: raw bytes kept first, duplicates pointing at their original, outcomes."""
+"""The inbound store: raw bytes kept, duplicates pointing at their original, outcomes."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
-from adapters.hl7v2.inbound_store import InboundStore, hl7_inbound
+from adapters.hl7v2.inbound_store import Delivery, InboundStore, hl7_inbound
 
 RAW = "MSH|^~\\&|LIS|县人民医院|FHIR|CHN|20260512101500||ORU^R01|MSG1|P|2.5\rPID|1||ZY001||王^秀英\r".encode()
 
 
 def receive(store: InboundStore, raw: bytes = RAW, control_id: str | None = "MSG1", sender: str = "LIS|县人民医院"):
-    return store.receive(raw, sender=sender, control_id=control_id, message_type="ORU^R01", version="2.5",
-                         charset="utf-8", source="test")
+    return store.receive(Delivery(sender, control_id, "ORU^R01", "2.5", "utf-8", "test", raw))
 
 
 def test_a_new_message_is_stored_as_received_with_its_raw_bytes(server):

@@ -75,7 +75,7 @@ def test_an_oru_is_stored_written_with_its_provenance_and_acknowledged_aa(server
     [entity] = provenance["entity"]
     assert entity["role"] == "source"
     assert entity["what"]["identifier"]["value"] == "LIS|县人民医院|ORU-1"
-    assert f"inbound message {record.id}" in entity["what"]["display"]
+    assert entity["what"]["display"] == "HL7 v2 ORU^R01 ORU-1 from LIS @ 县人民医院"
     assert provenance["agent"][0]["who"]["identifier"]["value"] == "LIS|县人民医院"
     assert provenance["recorded"]
 
