@@ -135,10 +135,11 @@ def stage_costs(n: int = 100) -> dict[str, float]:
     pipeline = InboundPipeline(server)
     for raw in messages_for(0, 20, "warm"):
         pipeline.receive(raw)
-    steps = [(pipeline, "read_header", "read header"), (pipeline.store, "receive", "store raw bytes"),
+    steps = [(pipeline, "read_header", "read header"), (pipeline.store, "original", "look for an original"),
+             (pipeline.spool, "append", "spool raw bytes"),
              (pipeline, "_translate", "translate"), (pipeline_module, "with_known_ids", "look up known ids"),
              (pipeline_module, "build_ack", "build ACK"),
-             (bundle, "run_transaction", "run_transaction (+ Provenance, record)")]
+             (bundle, "run_transaction", "run_transaction (+ Provenance, the message's row)")]
     costs = dict.fromkeys((label for _, _, label in steps), 0.0)
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in steps]
     for (owner, name, label), (_, _, original) in zip(steps, originals, strict=True):

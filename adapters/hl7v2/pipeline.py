@@ -128,7 +128,9 @@ class InboundPipeline:
         header = header or self.read_header(raw)
         if header is None:
             return self._refuse_unreadable(raw, source)
-        with self.sender_turn(header.sender):
+        # the look-ups before the write (duplicates, patients, known identifiers) share one read
+        # transaction, begun once the sender's previous message is committed
+        with self.sender_turn(header.sender), self.server.db.snapshot():
             delivery = Delivery(header.sender, header.control_id, header.message_type, header.version,
                                 header.charset, source, raw)
             try:
@@ -168,7 +170,7 @@ class InboundPipeline:
         header = self.read_header(record.raw)
         if header is None:
             return self._refuse_unreadable(record.raw, record.source, record_id=record.id)
-        with self.sender_turn(header.sender):
+        with self.sender_turn(header.sender), self.server.db.snapshot():
             current = self.store.get(record_id)
             if current is None or current.status not in REPLAYABLE:  # replayed meanwhile
                 raise NotReplayable(f"Inbound message {record_id} is {current.status if current else 'gone'}")

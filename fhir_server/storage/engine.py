@@ -98,12 +98,49 @@ def driver_executemany(conn: Connection, sql: str, params: list) -> None:
         cursor.executemany(sql, params)
 
 
+class _Snapshot:
+    """A read transaction opened by the first read that needs it and shared by the next ones;
+    ``end`` lets it go (once the reads using it are done) so that the next read opens another."""
+
+    def __init__(self, open_transaction):
+        self._open = open_transaction
+        self._held: contextlib.ExitStack | None = None
+        self._conn: Connection | None = None
+        self._reading = 0  # read blocks using it now
+        self._ending = False
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        if self._held is None:
+            self._held = contextlib.ExitStack()
+            self._conn = self._held.enter_context(self._open())
+        self._reading += 1
+        try:
+            yield self._conn
+        except BaseException:
+            self._ending = True  # a failed statement may have spoilt the transaction (PostgreSQL)
+            raise
+        finally:
+            self._reading -= 1
+            if self._ending and not self._reading:
+                self.end()
+
+    def end(self) -> None:
+        if self._reading:
+            self._ending = True
+            return
+        held, self._held, self._conn, self._ending = self._held, None, None, False
+        if held is not None:
+            held.close()
+
+
 class Database:
     """An engine plus the way to open read and write transactions on it."""
 
     def __init__(self, url: str):
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._thread = threading.local()  # .snapshot: the thread's shared read transaction, if any
         if self.is_sqlite:
             self.engine = create_engine(
                 url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16,
@@ -133,6 +170,9 @@ class Database:
         (``group_commit``); each still succeeds or fails on its own, and the callables in
         ``at_database_commit(conn)`` see all the blocks that succeeded.
         """
+        snapshot = getattr(self._thread, "snapshot", None)
+        if snapshot is not None:
+            snapshot.end()  # reads after a write see it (and what others committed by then)
         if self.is_sqlite:
             with self._group_commit.writer() as conn:
                 yield conn
@@ -157,6 +197,29 @@ class Database:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
+        snapshot = getattr(self._thread, "snapshot", None)
+        with snapshot.reading() if snapshot is not None else self._transaction() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Let this thread's reads share one read transaction for the length of the block, until
+        the thread writes (the reads after a write open another). For a burst of small look-ups
+        (an HL7 message's: duplicates, patients, known identifiers) that would each open, and on
+        SQLite find cold, a transaction of their own. Nested blocks share the outer one."""
+        if getattr(self._thread, "snapshot", None) is not None:
+            yield
+            return
+        self._thread.snapshot = snapshot = _Snapshot(self._transaction)
+        try:
+            yield
+        finally:
+            self._thread.snapshot = None
+            snapshot.end()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A read transaction of its own."""
         with self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.exec_driver_sql("BEGIN")

@@ -129,26 +129,29 @@ def test_spooled_records_read_back_exactly(server, tmp_path):
     assert isinstance(record.received_at, datetime)
 
 
-def test_a_message_takes_one_write_transaction(server):
+def test_a_message_takes_one_write_transaction_and_one_read_transaction(server):
     """The row of a new message is written with its resources: one turn of the database's
-    writer per message, not one to store it and another to apply it."""
+    writer per message, not one to store it and another to apply it. Its look-ups before the
+    write (duplicates, patient, known identifiers) share one read transaction."""
     pipeline = InboundPipeline(server)
     assert pipeline.receive(oru_bytes("WARM-1")).status == "processed"
-    here, opened = threading.get_ident(), []
-    write = server.db.write
+    here, opened = threading.get_ident(), {"write": 0, "read": 0}
 
-    @contextlib.contextmanager
-    def counted():
-        if threading.get_ident() == here:  # not the audit trail's thread
-            opened.append(1)
-        with write() as conn:
-            yield conn
+    def counted(kind, begin):
+        @contextlib.contextmanager
+        def transaction():
+            if threading.get_ident() == here:  # not the audit trail's thread
+                opened[kind] += 1
+            with begin() as conn:
+                yield conn
+        return transaction
 
-    server.db.write = counted
+    server.db.write = counted("write", server.db.write)
+    server.db._transaction = counted("read", server.db._transaction)
     try:
         outcome = pipeline.receive(oru_bytes("ONE-1", patient=7))
     finally:
-        del server.db.write
+        del server.db.write, server.db._transaction
     assert outcome.status == "processed", outcome.problems
-    assert len(opened) == 1
+    assert opened == {"write": 1, "read": 1}
     assert pipeline.store.get(outcome.record_id).status == "processed"
