@@ -37,14 +37,15 @@ from bench.databases import (  # noqa: E402
 from hl7_inbound_messages import oru_bytes  # noqa: E402
 
 from adapters.hl7v2.mllp import MllpClient  # noqa: E402
+from fhir_server.settings import Settings  # noqa: E402
 
 
 class Server:
     """``python -m fhir_server serve --mllp-port`` on loopback ports."""
 
-    def __init__(self, database_url: str, workers: int):
+    def __init__(self, database_url: str, workers: int, mllp_threads: int):
         self.port, self.mllp_port = free_port(), free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "FHIR_MLLP_THREADS": str(mllp_threads)}
         self.log = open(OUT / "hl7-ingest-server.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fhir_server", "serve", "--host", "127.0.0.1", "--port", str(self.port),
@@ -86,8 +87,8 @@ def messages_for(connection: int, count: int, run: str) -> list[bytes]:
             for n in range(count)]
 
 
-def measure(database_url: str, connections: int, total: int, warmup: int, workers: int) -> dict:
-    server = Server(database_url, workers)
+def measure(database_url: str, connections: int, total: int, warmup: int, workers: int, mllp_threads: int) -> dict:
+    server = Server(database_url, workers, mllp_threads)
     try:
         run = datetime.now(UTC).strftime("%H%M%S")
         per_connection = max(1, total // connections)
@@ -129,7 +130,6 @@ def stage_costs(n: int = 100) -> dict[str, float]:
     from adapters.hl7v2.pipeline import InboundPipeline
     from fhir_server.operations import bundle
     from fhir_server.server import Server
-    from fhir_server.settings import Settings
 
     server = Server(Settings(database_url=sqlite_url("hl7-stages")))
     pipeline = InboundPipeline(server)
@@ -184,6 +184,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2, help="server worker processes (serve --workers)")
+    parser.add_argument("--mllp-threads", type=int, default=Settings().mllp_threads,
+                        help="threads applying MLLP messages in each worker (FHIR_MLLP_THREADS)")
     parser.add_argument("--no-record", action="store_true", help="print the table only")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -192,7 +194,8 @@ def main() -> None:
     for engine in engines:
         url = sqlite_url("hl7-ingest") if engine == "sqlite" else postgres_url()
         try:
-            results[engine] = measure(url, args.connections, args.messages, args.warmup, args.workers)
+            results[engine] = measure(url, args.connections, args.messages, args.warmup, args.workers,
+                                      args.mllp_threads)
         finally:
             if engine == "postgres":
                 stop_postgres()
@@ -217,6 +220,8 @@ def render(results: dict, rates: dict[str, float], stages: dict[str, float], arg
         "| measure | " + " | ".join(engines) + " |",
         "|---|" + "---|" * len(engines),
         "| server worker processes (each takes MLLP connections) | " + " | ".join(str(args.workers) for _ in engines)
+        + " |",
+        "| MLLP threads per worker (applying messages) | " + " | ".join(str(args.mllp_threads) for _ in engines)
         + " |",
         "| connections (one sending facility each) | " + " | ".join(str(args.connections) for _ in engines) + " |",
         "| ORU^R01 messages (5 OBX each), all ACKed AA | "

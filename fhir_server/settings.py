@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     # Where HL7 v2 deliveries wait until their row is written (adapters/hl7v2/spool.py). Default:
     # beside a SQLite file; for PostgreSQL, hl7-spool-<database> in the working directory.
     hl7_spool_dir: Path | None = None
+    # Threads that apply MLLP messages in each server process (adapters/hl7v2/pipeline.py,
+    # InboundChannel). One, as an integration engine's channel has by default: a process takes
+    # its messages one after another; the worker processes run side by side.
+    mllp_threads: int = 1
 
     @property
     def cors_origin_list(self) -> list[str]:

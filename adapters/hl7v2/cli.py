@@ -191,7 +191,7 @@ async def mllp_listening(server, *, host: str | None = None, port: int | None = 
     is taken."""
     from adapters.hl7v2.pipeline import InboundChannel, pipeline_for
 
-    channel = InboundChannel(pipeline_for(server))
+    channel = InboundChannel(pipeline_for(server), threads=server.settings.mllp_threads)
     try:
         if finish_interrupted:
             await asyncio.to_thread(finish_interrupted_now, server)

@@ -25,7 +25,13 @@ For every message, whatever it came through (MLLP, a file, a replay):
 
 ``InboundPipeline`` is synchronous (the CLI, a replay); ``InboundChannel`` is its asyncio face
 for the MLLP listener: it orders each sender's messages with a FIFO ``asyncio.Lock`` and runs
-the database work in a thread pool, so that one slow write holds up only its own sender.
+the work off the event loop, in ``settings.mllp_threads`` threads per process. One by default:
+a process then applies the messages of all its connections one after another, in the order they
+come, and the worker processes (``serve --workers``) run side by side. Messages applied side by
+side in one process slow each other down (the GIL: the one holding the database's write lock
+waits for the others) and on two cores the server took fewer messages per second that way
+(``bench/hl7_ingest.py --mllp-threads``). More threads let another sender's message pass one
+that is held up, waiting for its sender's turn in another process, say.
 """
 
 from __future__ import annotations
@@ -376,10 +382,10 @@ class InboundChannel:
     """The pipeline for asyncio callers (the MLLP listener): ``await channel.handle(raw, peer)``.
 
     Messages of one sender wait for each other in arrival order (``asyncio.Lock`` wakes its
-    waiters first come, first served); the blocking work runs in a thread pool.
+    waiters first come, first served); the blocking work runs in ``threads`` threads.
     """
 
-    def __init__(self, pipeline: InboundPipeline, *, threads: int = 8):
+    def __init__(self, pipeline: InboundPipeline, *, threads: int = 1):
         self.pipeline = pipeline
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hl7-inbound")
         self._turns: dict[str, asyncio.Lock] = {}

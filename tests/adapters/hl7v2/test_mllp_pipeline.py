@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from hl7_inbound_messages import RESULTS, oru_bytes, unsupported
@@ -16,12 +17,12 @@ from fhir_server.auth.identity import SYSTEM
 
 
 @contextlib.contextmanager
-def mllp_listener(server, pipeline: InboundPipeline | None = None):
+def mllp_listener(server, pipeline: InboundPipeline | None = None, threads: int = 4):
     """A real MLLP listener on a loopback port (yielded), in its own event-loop thread."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    channel = InboundChannel(pipeline or InboundPipeline(server), threads=4)
+    channel = InboundChannel(pipeline or InboundPipeline(server), threads=threads)
     listener = asyncio.run_coroutine_threadsafe(
         start_listener(channel.handle, "127.0.0.1", 0, max_message_bytes=256 * 1024), loop).result(10)
     try:
@@ -107,3 +108,36 @@ def test_a_message_held_up_in_its_write_does_not_hold_up_other_senders(server):
                 assert msa(stuck.receive())[1:3] == ["AA", "SLOW-1"]
         finally:
             release.set()  # never leave the stuck thread waiting
+
+
+def test_with_one_thread_a_process_applies_its_connections_messages_one_after_another(server):
+    """The default (settings.mllp_threads = 1): another sender's message waits for the one in
+    hand, and is applied after it."""
+    from adapters.hl7v2.translate import translate
+
+    release, held = threading.Event(), threading.Event()
+
+    def slow_for_the_county_lis(raw: bytes, srv):
+        translation = translate(raw, srv)
+        if translation.header.sending_facility == "县人民医院":
+            held.set()
+            assert release.wait(60)
+        return translation
+
+    with mllp_listener(server, InboundPipeline(server, translate=slow_for_the_county_lis), threads=1) as port:
+        try:
+            with MllpClient("127.0.0.1", port) as first, MllpClient("127.0.0.1", port) as second:
+                first.send_raw(frame(oru_bytes("FIRST-1")))
+                assert held.wait(10)
+                second.send_raw(frame(oru_bytes("SECOND-1", sender=("LIS", "柳冲镇卫生院"), patient=2)))
+                store = InboundPipeline(server).store
+                time.sleep(0.3)  # time enough for a second thread to have applied it
+                assert store.find(control_id="SECOND-1") == []
+                release.set()
+                assert msa(first.receive())[1:3] == ["AA", "FIRST-1"]
+                assert msa(second.receive())[1:3] == ["AA", "SECOND-1"]
+        finally:
+            release.set()
+    [applied_first] = store.find(control_id="FIRST-1")
+    [applied_second] = store.find(control_id="SECOND-1")
+    assert applied_first.id < applied_second.id
