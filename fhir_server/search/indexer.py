@@ -123,12 +123,16 @@ class Indexer:
                     continue
                 kind, code = param.type, param.code
                 seen, extract = values.converter(kind)
+                written: set[tuple] = set()  # one row per value: a repeated one finds nothing more
                 for node in param.extract(resource):
                     hit = seen.get(id(node))  # values.of(kind, node), inlined: the hottest loop
                     if hit is None:
                         hit = seen[id(node)] = (node, extract(node))
                     for v in hit[1]:
-                        out.append(_index_row((kind, code, None, v)))
+                        same = tuple(v.values())
+                        if same not in written:
+                            written.add(same)
+                            out.append(_index_row((kind, code, None, v)))
             except Exception:  # one odd element must not make a valid resource unstorable
                 log.exception("indexing %s.%s failed; the parameter is skipped", rtype, param.code)
         return out

@@ -86,9 +86,13 @@ def param_rows(param, resource: dict) -> list[IndexRow]:
     analyte = analyte_of(resource) if rtype == "Observation" else None
     if param.type == "composite":
         return composite_rows(param, resource, analyte)
-    return [IndexRow(param.type, param.code, None, v)
-            for node in plain(plain_fhirpathpy(param.expression, rtype)(resource))
-            for v in kind_values(param.type, node, analyte)]
+    rows, seen = [], set()
+    for node in plain(plain_fhirpathpy(param.expression, rtype)(resource)):
+        for v in kind_values(param.type, node, analyte):
+            if tuple(v.values()) not in seen:  # one row per distinct value
+                seen.add(tuple(v.values()))
+                rows.append(IndexRow(param.type, param.code, None, v))
+    return rows
 
 
 def generic_rows(registry: SearchParamRegistry, resource: dict) -> list[IndexRow]:
@@ -211,3 +215,15 @@ def test_cached_unit_conversions_give_exactly_what_canonicalize_computes(code, a
         assert forms[0] == canonicalize(value, code, analyte)  # exactly: no float drift
         rows = quantity.extract({"value": value, "system": "http://unitsofmeasure.org", "code": code}, analyte)
         assert [(r["canonical_code"], r["canonical_value"]) for r in rows] == [(f.code, f.value) for f in forms]
+
+
+def test_a_value_repeated_in_a_resource_gives_one_row(registry):
+    """A value that several elements share (every entity of a merged AuditEvent has the same
+    type and role) is one row of its parameter: a repeat would find nothing more."""
+    same = {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1"}
+    event = {"resourceType": "AuditEvent", "type": {"code": "rest"}, "recorded": "2026-11-24T08:00:00Z",
+             "agent": [{"requestor": True}], "source": {"observer": {"display": "county-fhir"}},
+             "entity": [{"what": {"reference": f"Observation/o{i}"}, "type": same} for i in range(3)]}
+    rows = Indexer(registry).rows(event)
+    assert [r.values["code"] for r in rows if r.code == "entity-type"] == ["1"]
+    assert sorted(r.values["target_id"] for r in rows if r.code == "entity") == ["o0", "o1", "o2"]
