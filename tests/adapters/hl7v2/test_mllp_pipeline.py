@@ -81,19 +81,24 @@ def test_duplicates_refusals_and_garbage_on_one_connection(server):
     assert counts == {"processed": 2, "duplicate": 1, "refused": 2}
 
 
-def test_a_message_held_up_in_its_write_does_not_hold_up_other_senders(server):
-    """The database work runs in a thread pool: while one sender's message is stuck (here its
-    translation waits for an event), another sender's message is stored, written and ACKed."""
+def held_up_for(facility: str, held: threading.Event, release: threading.Event):
+    """The real translation, which for ``facility``'s messages sets ``held`` and waits for ``release``."""
     from adapters.hl7v2.translate import translate
 
-    release, held = threading.Event(), threading.Event()
-
-    def slow_for_the_county_lis(raw: bytes, srv):
+    def translate_held_up(raw: bytes, srv):
         translation = translate(raw, srv)
-        if translation.header.sending_facility == "县人民医院":
+        if translation.header.sending_facility == facility:
             held.set()
             assert release.wait(60)
         return translation
+    return translate_held_up
+
+
+def test_a_message_held_up_in_its_write_does_not_hold_up_other_senders(server):
+    """The database work runs in a thread pool: while one sender's message is stuck (here its
+    translation waits for an event), another sender's message is stored, written and ACKed."""
+    release, held = threading.Event(), threading.Event()
+    slow_for_the_county_lis = held_up_for("县人民医院", held, release)
 
     with mllp_listener(server, InboundPipeline(server, translate=slow_for_the_county_lis)) as port:
         try:
@@ -113,16 +118,8 @@ def test_a_message_held_up_in_its_write_does_not_hold_up_other_senders(server):
 def test_with_one_thread_a_process_applies_its_connections_messages_one_after_another(server):
     """The default (settings.mllp_threads = 1): another sender's message waits for the one in
     hand, and is applied after it."""
-    from adapters.hl7v2.translate import translate
-
     release, held = threading.Event(), threading.Event()
-
-    def slow_for_the_county_lis(raw: bytes, srv):
-        translation = translate(raw, srv)
-        if translation.header.sending_facility == "县人民医院":
-            held.set()
-            assert release.wait(60)
-        return translation
+    slow_for_the_county_lis = held_up_for("县人民医院", held, release)
 
     with mllp_listener(server, InboundPipeline(server, translate=slow_for_the_county_lis), threads=1) as port:
         try:
