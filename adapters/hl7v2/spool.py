@@ -64,7 +64,8 @@ class _File:
         self.path = path
         # made under another name and locked before it is named .spool, where recovery looks
         making = path.with_suffix(".making")
-        self.stream = io.FileIO(making, "xb")  # unbuffered: each record is one write(2)
+        # unbuffered: each record is one write(2); readable by this user only (patient data)
+        self.stream = io.FileIO(os.open(making, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
         fcntl.flock(self.stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         making.rename(path)
         self.size = 0
@@ -141,7 +142,7 @@ class Spool:
             return current
         if current is not None and current.pending == 0:
             current.drop()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._files += 1
         name = f"{socket.gethostname()}-{os.getpid()}-{self._files}-{uuid.uuid4().hex[:8]}.spool"
         self._current = _File(self.directory / name)

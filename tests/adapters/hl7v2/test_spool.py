@@ -117,6 +117,29 @@ def test_a_file_goes_once_everything_in_it_has_its_row(tmp_path):
     assert spool_files(tmp_path) == []
 
 
+def test_a_server_that_closes_leaves_no_spool_file(settings, tmp_path):
+    from adapters.hl7v2.pipeline import pipeline_for
+    from fhir_server.server import Server
+
+    own = Server(settings.model_copy(update={"hl7_spool_dir": tmp_path}))
+    try:
+        assert pipeline_for(own).receive(oru_bytes("CLOSE-1", patient=11)).status == "processed"
+        assert len(spool_files(tmp_path)) == 1  # open for the next message
+    finally:
+        own.close()
+    assert spool_files(tmp_path) == []
+
+
+def test_only_the_servers_user_can_read_the_spool(tmp_path):
+    """Spooled messages hold patient data."""
+    spool = Spool(tmp_path / "spool")
+    spool.append(delivery("PRIVATE-1"))
+    [path] = spool_files(tmp_path / "spool")
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "spool").stat().st_mode & 0o777 == 0o700
+    spool.close()
+
+
 def test_spooled_records_read_back_exactly(server, tmp_path):
     store = InboundPipeline(server).store
     spool = Spool(tmp_path)
