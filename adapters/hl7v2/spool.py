@@ -152,7 +152,8 @@ class Spool:
 def recover(directory: Path, store: InboundStore) -> int:
     """Give every delivery in the spool files of stopped processes a ``received`` row (unless it
     has a row already) and remove those files; returns how many rows were added. The files of
-    live processes (locked) are left alone."""
+    live processes (locked) are left alone. A file with a damaged record keeps what follows it:
+    it is renamed ``*.damaged`` for a person to look at."""
     if not directory.is_dir():
         return 0
     added = 0
@@ -160,11 +161,21 @@ def recover(directory: Path, store: InboundStore) -> int:
         with _abandoned(path) as fd:
             if fd is None:
                 continue
-            for delivery in _deliveries(path, fd):
-                if store.keep(delivery):
-                    added += 1
+            try:
+                for delivery in _deliveries(path, fd):
+                    if store.keep(delivery):
+                        added += 1
+            except _Damaged as damage:
+                log.error("spool %s: %s; the deliveries before it are recovered, the file is kept as %s",
+                          path, damage, path.with_suffix(".damaged").name)
+                path.rename(path.with_suffix(".damaged"))
+                continue
             path.unlink(missing_ok=True)
     return added
+
+
+class _Damaged(Exception):
+    """A spool record that cannot be read (not one cut short by a crash at the end)."""
 
 
 @contextlib.contextmanager
@@ -192,16 +203,21 @@ def _deliveries(path: Path, fd: int) -> Iterator[Delivery]:
     at = 0
     header = len(_MAGIC) + _LENGTHS.size
     while at < len(data):
-        if data[at:at + len(_MAGIC)] != _MAGIC or at + header > len(data):
-            log.error("spool %s: unreadable from byte %d on; the deliveries before it are recovered", path, at)
+        if not _MAGIC.startswith(data[at:at + len(_MAGIC)]):
+            raise _Damaged(f"no record starts at byte {at}")
+        if at + header <= len(data):
+            meta_length, raw_length = _LENGTHS.unpack_from(data, at + len(_MAGIC))
+            end = at + header + meta_length + raw_length
+        if at + header > len(data) or end > len(data):
+            # the last write of a process that died in it: never ACKed, so its sender sends it again
+            log.warning("spool %s: the record at byte %d is cut short; the deliveries before it are recovered",
+                        path, at)
             return
-        meta_length, raw_length = _LENGTHS.unpack_from(data, at + len(_MAGIC))
-        end = at + header + meta_length + raw_length
-        if end > len(data):
-            log.error("spool %s: the record at byte %d is cut short; the deliveries before it are recovered",
-                      path, at)
-            return
-        meta = orjson.loads(data[at + header:at + header + meta_length])
-        raw = data[at + header + meta_length:end]
-        yield Delivery(**{**meta, "received_at": datetime.fromisoformat(meta["received_at"])}, raw=raw)
+        try:
+            meta = orjson.loads(data[at + header:at + header + meta_length])
+            delivery = Delivery(**{**meta, "received_at": datetime.fromisoformat(meta["received_at"])},
+                                raw=data[at + header + meta_length:end])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise _Damaged(f"the record at byte {at} cannot be read ({exc})") from exc
+        yield delivery
         at = end

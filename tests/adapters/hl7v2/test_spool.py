@@ -94,7 +94,7 @@ def test_recovery_skips_deliveries_with_rows_and_keeps_what_comes_before_a_torn_
     with path.open("ab") as torn:  # the first half of a record: the write of a dying machine
         torn.write(whole[: len(whole) // 6])
 
-    with caplog.at_level(logging.ERROR, logger="adapters.hl7v2.spool"):
+    with caplog.at_level(logging.WARNING, logger="adapters.hl7v2.spool"):
         assert recover(tmp_path, store) == 2
     assert f"spool {path}" in caplog.text and "cut short" in caplog.text
     assert [r.status for r in store.find(control_id="DONE-1")] == ["processed"]  # not kept twice
@@ -102,6 +102,25 @@ def test_recovery_skips_deliveries_with_rows_and_keeps_what_comes_before_a_torn_
     assert sorted((r.raw, r.status) for r in store.find(sender="LIS|县人民医院") if r.control_id is None) == [
         (b"garbage", "received"), (b"other", "refused")]
     assert recover(tmp_path, store) == 0 and spool_files(tmp_path) == []
+
+
+def test_a_damaged_record_keeps_its_file_for_a_person_to_look_at(server, tmp_path, caplog):
+    store = InboundPipeline(server).store
+    spool = Spool(tmp_path)
+    for control_id in ("BEFORE-1", "DAMAGED-1", "AFTER-1"):
+        spool.append(delivery(control_id))
+    spool.close()
+    [path] = spool_files(tmp_path)
+    data = bytearray(path.read_bytes())
+    second = data.index(b"HL7S", 4)
+    data[second:second + 4] = b"XXXX"  # the second record's start is overwritten
+    path.write_bytes(bytes(data))
+
+    with caplog.at_level(logging.ERROR, logger="adapters.hl7v2.spool"):
+        assert recover(tmp_path, store) == 1
+    assert "no record starts at byte" in caplog.text
+    assert [r.control_id for r in store.find()] == ["BEFORE-1"]
+    assert spool_files(tmp_path) == [] and path.with_suffix(".damaged").read_bytes() == bytes(data)
 
 
 def test_a_file_goes_once_everything_in_it_has_its_row(tmp_path):
