@@ -382,10 +382,11 @@ class InboundChannel:
     """The pipeline for asyncio callers (the MLLP listener): ``await channel.handle(raw, peer)``.
 
     Messages of one sender wait for each other in arrival order (``asyncio.Lock`` wakes its
-    waiters first come, first served); the blocking work runs in ``threads`` threads.
+    waiters first come, first served); the blocking work runs in ``threads`` threads (the
+    listener passes ``settings.mllp_threads``).
     """
 
-    def __init__(self, pipeline: InboundPipeline, *, threads: int = 1):
+    def __init__(self, pipeline: InboundPipeline, *, threads: int):
         self.pipeline = pipeline
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="hl7-inbound")
         self._turns: dict[str, asyncio.Lock] = {}
